@@ -1,0 +1,123 @@
+"""Losses: the masked-diffusion pretraining ELBO and the c-DTM tilt-matching loss with its control variates.
+
+Every loss takes logits only at the positions it scores (``[N, V]``, N = number of loss positions in the batch) and
+never builds a dense ``[batch, length, vocab]`` target or one-hot: for a target of the form
+``c * q + 1{v = x} * (w - c)`` the cross-entropy splits into ``c * sum_v q(v) log p(v) + (w - c) * log p(x)``.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+
+
+def position_weights(loss_mask: torch.Tensor) -> torch.Tensor:
+    """Active-block normalisation as a weight per loss position, in ``loss_mask[loss_mask]`` order.
+
+    Each row's loss is divided by its number of loss positions, then rows are averaged: weight = 1 / (B * n_b).
+    """
+    counts = loss_mask.sum(dim=1, keepdim=True).clamp_min(1)
+    weights = (1.0 / (counts * loss_mask.shape[0])).expand_as(loss_mask)
+    return weights[loss_mask]
+
+
+def masked_diffusion_loss(
+    logits: torch.Tensor,
+    targets: torch.Tensor,
+    masked: torch.Tensor,
+    mask_prob: torch.Tensor,
+) -> torch.Tensor:
+    """Masked-diffusion ELBO (pretraining / SFT): (1/B) sum_b (1 / (t_b G)) sum_{i masked} -log p_theta(x_b^i | x_t).
+
+    ``logits``: ``[N, V]`` at the masked positions ``masked`` (``[B, G]``, row-major order); ``targets``: the clean
+    tokens there ``[N]``; ``mask_prob``: t per row ``[B]``. With the 1/t weight the loss is an upper bound on the
+    per-token negative log-likelihood.
+    """
+    batch, length = masked.shape
+    dtype = torch.promote_types(logits.dtype, torch.float32)  # upcast half precision, keep float64
+    nll = torch.nn.functional.cross_entropy(logits.to(dtype), targets, reduction="none")
+    row_weight = (1.0 / (mask_prob * length * batch)).unsqueeze(1).expand_as(masked)[masked]
+    return (nll * row_weight).sum()
+
+
+def cdtm_loss(
+    student_logits: torch.Tensor,
+    teacher_logits: torch.Tensor,
+    targets: torch.Tensor,
+    log_tilt: torch.Tensor,
+    weights: torch.Tensor,
+    c: float,
+    shift: float = 0.0,
+) -> torch.Tensor:
+    """The c-DTM loss (METHOD.md §3), summed over loss positions with ``weights``.
+
+    For loss position i with clean token x = X_1^i and tilt w = exp(h r):
+        target(v) = c * pi_a(v) + 1{v = x} (w - c)
+        loss_i    = -sum_v target(v) log pi_theta(v) = -c sum_v pi_a(v) log pi_theta(v) - (w - c) log pi_theta(x)
+    For every c the expected loss is minimised by the tilted posterior pi_{a+h}; c only changes the variance.
+
+    ``student_logits``, ``teacher_logits``: ``[N, V]`` at the loss positions; ``targets``: ``[N]``; ``log_tilt``: h * r
+    per position ``[N]``; ``weights``: per-position weights ``[N]`` (e.g. :func:`position_weights`).
+
+    Numerical stability: w = exp(h r) overflows float32 once h r > 88. The whole loss is multiplied by exp(-shift),
+    i.e. w -> exp(h r - shift) and c -> c exp(-shift): a positive constant factor that leaves the minimiser and the
+    gradient direction unchanged. Pass ``shift = max(h r)`` (see :func:`tilt_shift`) for large tilts.
+    """
+    dtype = torch.promote_types(student_logits.dtype, torch.float32)  # upcast half precision, keep float64
+    log_p = student_logits.to(dtype).log_softmax(dim=-1)
+    teacher_probs = teacher_logits.to(dtype).softmax(dim=-1)
+    cross = (teacher_probs * log_p).sum(dim=-1)
+    log_p_x = log_p.gather(-1, targets[:, None]).squeeze(-1)
+    scale = torch.exp(torch.as_tensor(-shift, dtype=log_p.dtype, device=log_p.device))
+    w = torch.exp(log_tilt.to(log_p.dtype) - shift)
+    per_position = -(c * scale * cross + (w - c * scale) * log_p_x)
+    return (per_position * weights).sum()
+
+
+def tilt_shift(log_tilt: torch.Tensor, threshold: float = 60.0) -> float:
+    """A shift for :func:`cdtm_loss`: 0 while exp(h r) is safe in float32, else the batch maximum of h r."""
+    top = float(log_tilt.max()) if log_tilt.numel() else 0.0
+    return top if top > threshold else 0.0
+
+
+def optimal_control_variate(
+    student_logits: torch.Tensor,
+    teacher_logits: torch.Tensor,
+    targets: torch.Tensor,
+    log_tilt: torch.Tensor,
+    weights: torch.Tensor,
+) -> torch.Tensor:
+    """Batch estimate of the variance-optimal control variate (METHOD.md §3).
+
+    The gradient w.r.t. student logits at one position is g(c) = w (p - e_x) + c (e_x - q) with p = pi_theta,
+    q = pi_a, w = exp(h r). E||g(c)||^2 is quadratic in c and minimised by
+        c* = -E[w <p - e_x, e_x - q>] / E[||e_x - q||^2],
+    with <p - e_x, e_x - q> = p_x + q_x - <p, q> - 1 and ||e_x - q||^2 = 1 - 2 q_x + ||q||^2 (no one-hot needed).
+    Expectations are ``weights``-weighted averages over the batch's loss positions. Computed in float64, no gradient.
+    """
+    with torch.no_grad():
+        p = student_logits.double().softmax(dim=-1)
+        q = teacher_logits.double().softmax(dim=-1)
+        p_x = p.gather(-1, targets[:, None]).squeeze(-1)
+        q_x = q.gather(-1, targets[:, None]).squeeze(-1)
+        inner = p_x + q_x - (p * q).sum(-1) - 1
+        norm = 1 - 2 * q_x + (q * q).sum(-1)
+        w = torch.exp(log_tilt.double())
+        weights = weights.double()
+        return -(weights * w * inner).sum() / (weights * norm).sum().clamp_min(1e-30)
+
+
+@dataclass
+class ControlVariate:
+    """The control variate c in use: a constant, or the EMA-smoothed variance-optimal c* (``adaptive=True``)."""
+
+    value: float = 1.0
+    adaptive: bool = False
+    ema: float = 0.9
+
+    def update(self, estimate: float) -> float:
+        """Fold a batch estimate of c* into the EMA (adaptive mode only); return the c to use."""
+        if self.adaptive and estimate == estimate:  # skip NaN estimates
+            self.value = self.ema * self.value + (1 - self.ema) * estimate
+        return self.value

@@ -1,0 +1,71 @@
+"""The built-in LLaDA-like model: a small bidirectional Llama (RMSNorm, SwiGLU, RoPE, no causal mask).
+
+It is a plain transformers model, so everything that works on it (peft, accelerate, save/load) works the same way on
+LLaDA-8B; the only difference from a causal Llama is ``is_causal=False``.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+from transformers import AutoModelForCausalLM, LlamaConfig, LlamaForCausalLM
+
+from dtm.models.base import DiffusionLM
+
+
+@dataclass
+class TinyModelConfig:
+    """Shape of the built-in model. The defaults give about 0.2M parameters for a 32-token vocabulary."""
+
+    vocab_size: int = 32
+    mask_token_id: int = 1
+    hidden_size: int = 96
+    num_layers: int = 4
+    num_heads: int = 4
+    intermediate_size: int = 256
+    max_length: int = 256
+    rope_theta: float = 10000.0
+
+
+def build_tiny_model(cfg: TinyModelConfig) -> DiffusionLM:
+    """Build a randomly initialised bidirectional Llama wrapped as a :class:`DiffusionLM`."""
+    if not 0 <= cfg.mask_token_id < cfg.vocab_size:
+        raise ValueError(f"mask_token_id {cfg.mask_token_id} is outside the vocabulary [0, {cfg.vocab_size})")
+    if cfg.hidden_size % cfg.num_heads:
+        raise ValueError(f"hidden_size {cfg.hidden_size} is not divisible by num_heads {cfg.num_heads}")
+    hf_config = LlamaConfig(
+        vocab_size=cfg.vocab_size,
+        hidden_size=cfg.hidden_size,
+        intermediate_size=cfg.intermediate_size,
+        num_hidden_layers=cfg.num_layers,
+        num_attention_heads=cfg.num_heads,
+        num_key_value_heads=cfg.num_heads,
+        max_position_embeddings=cfg.max_length,
+        rope_theta=cfg.rope_theta,
+        is_causal=False,
+        tie_word_embeddings=False,
+        mask_token_id=cfg.mask_token_id,
+        pad_token_id=None,
+        bos_token_id=None,
+        eos_token_id=None,
+    )
+    return DiffusionLM(LlamaForCausalLM(hf_config), cfg.mask_token_id)
+
+
+def save_model(model: DiffusionLM, path: str | Path) -> None:
+    """Save weights (safetensors) and config, with the mask token id, in a folder ``from_pretrained`` can read."""
+    model.model.config.mask_token_id = model.mask_token_id
+    model.model.save_pretrained(str(path))
+
+
+def load_model(path: str | Path, mask_token_id: int | None = None, **kwargs) -> DiffusionLM:
+    """Load a model folder written by :func:`save_model` (or any HF dLLM folder that records its mask token id)."""
+    path = Path(path)
+    if not (path / "config.json").is_file():
+        raise FileNotFoundError(f"no model checkpoint at {path}: expected a folder with config.json and weights")
+    hf_model = AutoModelForCausalLM.from_pretrained(str(path), **kwargs)
+    mask_id = mask_token_id if mask_token_id is not None else getattr(hf_model.config, "mask_token_id", None)
+    if mask_id is None:
+        raise ValueError(f"{path}/config.json has no mask_token_id; pass mask_token_id explicitly")
+    return DiffusionLM(hf_model, mask_id)

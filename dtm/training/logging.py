@@ -1,0 +1,51 @@
+"""Run outputs: a JSONL metrics file and a safety check on the output folder before any work starts."""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import shutil
+from pathlib import Path
+from typing import Any
+
+
+def prepare_run_dir(path: str | Path, *, resume: bool = False, overwrite: bool = False) -> Path:
+    """Create ``path`` and check it is writable; a non-empty folder needs ``resume`` (kept) or ``overwrite``."""
+    path = Path(path)
+    if path.exists() and any(path.iterdir()) and not (resume or overwrite):
+        raise FileExistsError(f"output folder {path} is not empty; pass --resume to continue or --overwrite to replace")
+    if overwrite and not resume and path.exists():
+        shutil.rmtree(path)
+    path.mkdir(parents=True, exist_ok=True)
+    probe = path / ".write-test"
+    try:
+        probe.write_text("ok")
+        probe.unlink()
+    except OSError as e:
+        raise PermissionError(f"output folder {path} is not writable: {e}") from None
+    return path
+
+
+class MetricsLog:
+    """Append one JSON object per call to ``metrics.jsonl`` (flushed, so a crash keeps every written line)."""
+
+    def __init__(self, path: str | Path, enabled: bool = True) -> None:
+        self.path = Path(path)
+        self.enabled = enabled
+
+    def write(self, record: dict[str, Any]) -> None:
+        if not self.enabled:
+            return
+        clean = {k: (None if isinstance(v, float) and not math.isfinite(v) else v) for k, v in record.items()}
+        with open(self.path, "a", encoding="utf-8") as f:
+            f.write(json.dumps(clean) + "\n")
+            f.flush()
+            os.fsync(f.fileno())
+
+    def truncate_after(self, step: int) -> None:
+        """Drop records past ``step`` (used when resuming from an earlier checkpoint)."""
+        if not self.path.exists():
+            return
+        kept = [line for line in self.path.read_text().splitlines() if json.loads(line).get("step", 0) <= step]
+        self.path.write_text("".join(line + "\n" for line in kept))
