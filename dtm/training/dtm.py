@@ -8,6 +8,7 @@ restarts and the buffer is rebuilt with the new teacher.
 
 from __future__ import annotations
 
+import copy
 import json
 import math
 import time
@@ -360,7 +361,7 @@ class DTMTrainer:
         if cfg.eval_prompts:
             self._log_eval("final")
         if self.accelerator.is_main_process:
-            save_model(self._export_model(), self.out / "final" / "model")
+            self._save_final(self.out / "final")
         self.accelerator.end_training()
         return self.raw_student
 
@@ -374,14 +375,15 @@ class DTMTrainer:
         self._log({"step": self.state.step, "eval": tag, **result})
         return result
 
-    def _export_model(self) -> DiffusionLM:
-        """The student as a plain model (LoRA merged) for ``load_model``."""
+    def _save_final(self, folder: Path) -> None:
+        """The student as a plain model folder for ``load_model`` (LoRA: merged into a copy), plus its adapter."""
         if self.cfg.teacher != "lora":
-            return self.raw_student
+            save_model(self.raw_student, folder / "model")
+            return
         peft = self.raw_student.model
-        peft.set_adapter("student")
-        merged = peft.merge_and_unload(adapter_names=["student"])
-        return DiffusionLM(merged, self.mask_id)
+        peft.save_pretrained(str(folder / "adapter"), selected_adapters=["student"])
+        merged = copy.deepcopy(peft).merge_and_unload(adapter_names=["student"])
+        save_model(DiffusionLM(merged, self.mask_id), folder / "model")
 
     # ---------------------------------------------------------------- checkpoints
 

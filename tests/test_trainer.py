@@ -1,0 +1,178 @@
+"""The DTM trainer end to end on the built-in model: reward rises, resumption is exact, phases behave."""
+
+from __future__ import annotations
+
+import json
+import shutil
+
+import pytest
+import torch
+from safetensors.torch import load_file
+
+from dtm.config import ConfigError
+from dtm.models import TinyModelConfig, build_tiny_model, load_model
+from dtm.sampling import SamplingConfig
+from dtm.tasks.increment import IncrementTask
+from dtm.training.dtm import DTMConfig, DTMTrainer, LoraSection, evaluate
+from dtm.training.pretrain import PretrainConfig, pretrain
+
+TINY = TinyModelConfig(vocab_size=14, hidden_size=64, num_layers=2, num_heads=4, intermediate_size=128)
+
+
+def tiny_model(seed: int = 0):
+    torch.manual_seed(seed)
+    return build_tiny_model(TINY)
+
+
+def small_config(tmp_path, **overrides) -> DTMConfig:
+    values = dict(
+        base_model="unused",
+        output_dir=str(tmp_path / "run"),
+        h=1.0,
+        a_end=2.0,
+        steps_per_h=4,
+        buffer_prompts=8,
+        buffer_completions=2,
+        refresh_every=2,
+        refresh_prompts=4,
+        prompt_pool=64,
+        micro_batch=8,
+        grad_accum=2,
+        eval_prompts=0,
+        sampling=SamplingConfig(batch_size=64),
+    )
+    values.update(overrides)
+    return DTMConfig(**values)
+
+
+def read_metrics(run_dir) -> list[dict]:
+    return [json.loads(line) for line in (run_dir / "metrics.jsonl").read_text().splitlines()]
+
+
+def student_weights(trainer: DTMTrainer) -> dict[str, torch.Tensor]:
+    return {k: v.detach().clone() for k, v in trainer.raw_student.state_dict().items()}
+
+
+@pytest.fixture(scope="module")
+def base_model_dir(tmp_path_factory):
+    out = tmp_path_factory.mktemp("base")
+    cfg = PretrainConfig(model=TINY, steps=300, batch_size=64, output_dir=str(out), num_examples=4000)
+    pretrain(cfg, overwrite=True, progress=False)
+    return out / "model"
+
+
+def test_dtm_raises_heldout_reward(base_model_dir, tmp_path):
+    task = IncrementTask()
+    cfg = small_config(
+        tmp_path, base_model=str(base_model_dir), h=2.0, a_end=6.0, steps_per_h=15, buffer_prompts=32,
+        buffer_completions=4, micro_batch=32, grad_accum=1, lr=2e-3, eval_prompts=256, refresh_prompts=8,
+    )
+    trainer = DTMTrainer(cfg, progress=False)
+    trainer.train()
+    evals = [r for r in read_metrics(tmp_path / "run") if "eval" in r]
+    base, final = evals[0], evals[-1]
+    assert base["eval"] == "base" and final["eval"] == "final"
+    assert final["eval_reward_sampled"] > base["eval_reward_sampled"] + 0.08
+    # The tuned model is saved as a loadable folder and reproduces the trained student's held-out reward.
+    reloaded = load_model(tmp_path / "run" / "final" / "model")
+    again = evaluate(reloaded, task, cfg.eval_prompts, cfg.sampling, seed=cfg.seed)
+    assert again["eval_reward_sampled"] == pytest.approx(final["eval_reward_sampled"])
+
+
+@pytest.mark.parametrize("teacher", ["copy", "lora"])
+@pytest.mark.parametrize("resume_at", [3, 4])  # mid-phase and at the phase boundary
+def test_resume_reproduces_uninterrupted_run(tmp_path, teacher, resume_at):
+    overrides = dict(teacher=teacher, save_every=1, keep_checkpoints=0, ema=0.5 if teacher == "copy" else 0.0)
+    overrides["lora"] = LoraSection(r=4, alpha=8, dropout=0.1)
+    full = DTMTrainer(small_config(tmp_path / "a", **overrides), model=tiny_model(), progress=False)
+    full.train()
+    reference = student_weights(full)
+
+    run_b = tmp_path / "b" / "run"
+    run_b.mkdir(parents=True)
+    checkpoint = f"step-{resume_at:08d}"
+    shutil.copytree(tmp_path / "a" / "run" / checkpoint, run_b / checkpoint)
+    resumed = DTMTrainer(
+        small_config(tmp_path / "b", **overrides), model=tiny_model(), resume=True, progress=False
+    )
+    assert resumed.state.step == resume_at
+    resumed.train()
+    for name, value in student_weights(resumed).items():
+        torch.testing.assert_close(value, reference[name], rtol=0, atol=0, msg=name)
+
+
+def test_phase_boundaries_anneal_to_a_end_and_sync_teacher(tmp_path):
+    cfg = small_config(tmp_path, h=0.8, a_end=2.0, steps_per_h=3, save_every=0, keep_checkpoints=0)
+    trainer = DTMTrainer(cfg, model=tiny_model(), progress=False)
+    trainer.train()
+    steps = [r for r in read_metrics(tmp_path / "run") if "loss" in r]
+    assert len(steps) == cfg.total_steps == 9
+    tilts = [(r["a"], r["h"]) for r in steps]
+    assert tilts[:3] == [(0.0, 0.8)] * 3 and tilts[3:6] == [(0.8, 0.8)] * 3
+    assert tilts[6][0] == pytest.approx(1.6) and tilts[6][1] == pytest.approx(0.4)  # last phase shortened
+    # One checkpoint per phase, the last one at a_end; teacher == student at each phase end.
+    final = tmp_path / "run" / "step-00000009"
+    assert json.loads((final / "trainer_state.json").read_text())["a"] == pytest.approx(2.0)
+    student, teacher = load_file(final / "student.safetensors"), load_file(final / "teacher.safetensors")
+    assert student.keys() == teacher.keys()
+    for name in student:
+        torch.testing.assert_close(student[name], teacher[name])
+    # LR restarts each phase.
+    assert steps[3]["lr"] == steps[0]["lr"] and steps[2]["lr"] == pytest.approx(cfg.lr_min)
+
+
+def test_failing_reward_function_scores_zero_and_is_counted(tmp_path):
+    task = IncrementTask()
+
+    def flaky(responses, meta):
+        if len(meta) > 1:
+            raise RuntimeError("batch failure")
+        if meta[0]["digits"][0] % 2:
+            raise ValueError("bad row")
+        return [1.0]
+
+    cfg = small_config(tmp_path, a_end=1.0, steps_per_h=2)
+    trainer = DTMTrainer(cfg, model=tiny_model(), reward_fns=[task.reward, flaky], progress=False)
+    trainer.train()
+    buffer = trainer.buffer
+    meta = buffer.pool.select(buffer.prompt_rows()).meta
+    even = torch.tensor([m["digits"][0] % 2 == 0 for m in meta])
+    assert trainer.state.reward_errors > 0 and not even.all()
+    assert read_metrics(tmp_path / "run")[-1]["reward_errors"] == trainer.state.reward_errors
+    torch.testing.assert_close(buffer.rewards, task.reward(buffer.responses, meta) + even.float())
+
+
+def test_adaptive_control_variate_is_estimated_and_logged(tmp_path):
+    cfg = small_config(tmp_path, adaptive_c=True, c_ema=0.5, control_variate=1.0)
+    trainer = DTMTrainer(cfg, model=tiny_model(), progress=False)
+    trainer.train()
+    records = [r for r in read_metrics(tmp_path / "run") if "loss" in r]
+    c_used = [r["c"] for r in records]
+    estimates = [r["c_star"] for r in records]
+    assert all(e is not None for e in estimates)
+    for before, after, estimate in zip(c_used, c_used[1:], estimates, strict=False):
+        assert after == pytest.approx(0.5 * before + 0.5 * estimate)
+
+
+def test_existing_run_folder_is_not_overwritten(tmp_path):
+    (tmp_path / "run").mkdir()
+    (tmp_path / "run" / "keep.txt").write_text("precious")
+    with pytest.raises(FileExistsError, match="--resume"):
+        DTMTrainer(small_config(tmp_path), model=tiny_model(), progress=False)
+    assert (tmp_path / "run" / "keep.txt").read_text() == "precious"
+
+
+@pytest.mark.parametrize(
+    ("overrides", "key"),
+    [
+        (dict(h=0.0), "h"),
+        (dict(h=2.0, a_end=1.0), "a_end"),
+        (dict(lr=-1.0), "lr"),
+        (dict(buffer_prompts=100, prompt_pool=10), "prompt_pool"),
+        (dict(refresh_prompts=100), "refresh_prompts"),
+        (dict(control_variate=50.0), "control_variate"),
+    ],
+)
+def test_config_rejects_bad_values(tmp_path, overrides, key):
+    with pytest.raises(ConfigError, match=key):
+        small_config(tmp_path, **overrides)
