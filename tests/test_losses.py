@@ -403,3 +403,14 @@ def test_masked_diffusion_loss_all_masked_t1_is_mean_cross_entropy() -> None:
     loss = masked_diffusion_loss(logits, targets, masked, torch.ones(batch))
     ref = torch.nn.functional.cross_entropy(logits, targets)
     assert torch.allclose(loss, ref, rtol=1e-6, atol=1e-7)
+
+
+def test_cdtm_without_teacher_when_c_is_zero():
+    g = torch.Generator().manual_seed(5)
+    student, teacher = torch.randn(6, 7, generator=g), torch.randn(6, 7, generator=g)
+    targets = torch.randint(7, (6,), generator=g)
+    log_tilt, weights = torch.rand(6, generator=g), torch.rand(6, generator=g)
+    with_teacher = cdtm_loss(student, teacher, targets, log_tilt, weights, c=0.0)
+    torch.testing.assert_close(cdtm_loss(student, None, targets, log_tilt, weights, c=0.0), with_teacher)
+    with pytest.raises(ValueError, match="teacher_logits"):
+        cdtm_loss(student, None, targets, log_tilt, weights, c=1.0)

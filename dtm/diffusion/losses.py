@@ -7,6 +7,7 @@ never builds a dense ``[batch, length, vocab]`` target or one-hot: for a target 
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 
 import torch
@@ -43,7 +44,7 @@ def masked_diffusion_loss(
 
 def cdtm_loss(
     student_logits: torch.Tensor,
-    teacher_logits: torch.Tensor,
+    teacher_logits: torch.Tensor | None,
     targets: torch.Tensor,
     log_tilt: torch.Tensor,
     weights: torch.Tensor,
@@ -58,7 +59,8 @@ def cdtm_loss(
     For every c the expected loss is minimised by the tilted posterior pi_{a+h}; c only changes the variance.
 
     ``student_logits``, ``teacher_logits``: ``[N, V]`` at the loss positions; ``targets``: ``[N]``; ``log_tilt``: h * r
-    per position ``[N]``; ``weights``: per-position weights ``[N]`` (e.g. :func:`position_weights`).
+    per position ``[N]``; ``weights``: per-position weights ``[N]`` (e.g. :func:`position_weights`). With c = 0 the
+    teacher term vanishes and ``teacher_logits`` may be None (no teacher forward pass is needed).
 
     Numerical stability: w = exp(h r) overflows float32 once h r > 88. The whole loss is multiplied by exp(-shift),
     i.e. w -> exp(h r - shift) and c -> c exp(-shift): a positive constant factor that leaves the minimiser and the
@@ -66,12 +68,15 @@ def cdtm_loss(
     """
     dtype = torch.promote_types(student_logits.dtype, torch.float32)  # upcast half precision, keep float64
     log_p = student_logits.to(dtype).log_softmax(dim=-1)
-    teacher_probs = teacher_logits.to(dtype).softmax(dim=-1)
-    cross = (teacher_probs * log_p).sum(dim=-1)
     log_p_x = log_p.gather(-1, targets[:, None]).squeeze(-1)
-    scale = torch.exp(torch.as_tensor(-shift, dtype=log_p.dtype, device=log_p.device))
-    w = torch.exp(log_tilt.to(log_p.dtype) - shift)
-    per_position = -(c * scale * cross + (w - c * scale) * log_p_x)
+    scale = math.exp(-shift)
+    w = torch.exp(log_tilt.to(dtype) - shift)
+    per_position = -(w - c * scale) * log_p_x
+    if c != 0:
+        if teacher_logits is None:
+            raise ValueError(f"teacher_logits are required when c != 0 (c = {c})")
+        cross = (teacher_logits.to(dtype).softmax(dim=-1) * log_p).sum(dim=-1)
+        per_position = per_position - c * scale * cross
     return (per_position * weights).sum()
 
 

@@ -259,8 +259,9 @@ class DTMTrainer:
         log_tilt = (h * rewards)[:, None].expand_as(state.loss_mask)[state.loss_mask]
         weights = position_weights(state.loss_mask)
 
+        needs_teacher = cfg.adaptive_c or self.control.value != 0
         with self.accelerator.autocast():
-            teacher_logits = self.teacher(x, attention_mask=attention, select=select)
+            teacher_logits = self.teacher(x, attention_mask=attention, select=select) if needs_teacher else None
             student_logits = self.student(x, attention_mask=attention, select=select)
         estimate = float("nan")
         if cfg.adaptive_c:

@@ -52,6 +52,8 @@ class PretrainConfig:
         check(self.num_examples > 0, "num_examples", f"must be positive, got {self.num_examples}")
         check(self.lr > 0, "lr", f"must be positive, got {self.lr}")
         check(0 <= self.lr_min <= self.lr, "lr_min", f"must be in [0, lr={self.lr}], got {self.lr_min}")
+        check(self.warmup >= 0, "warmup", f"must be >= 0, got {self.warmup}")
+        check(self.decay >= 0, "decay", f"must be >= 0, got {self.decay}")
         check(0 <= self.warmup + self.decay <= 1, "warmup", "warmup + decay must be a fraction in [0, 1]")
         check(self.grad_clip > 0, "grad_clip", f"must be positive, got {self.grad_clip}")
         check(self.log_every > 0, "log_every", f"must be positive, got {self.log_every}")
@@ -60,12 +62,13 @@ class PretrainConfig:
 def pretrain(cfg: PretrainConfig, *, overwrite: bool = False, progress: bool = True) -> DiffusionLM:
     """Train the built-in model with the masked-diffusion ELBO; save it to ``<output_dir>/model``."""
     task = get_task(cfg.task, **cfg.task_options)
-    out = prepare_run_dir(cfg.output_dir, overwrite=overwrite)
-    save_config(cfg, out / "config.yaml")
-    set_seed(cfg.seed)
+    # Read the data before touching output_dir, so a bad data_file leaves no half-made run folder behind.
     dataset: TokenDataset = (
         load_jsonl(cfg.data_file, task.vocab_size) if cfg.data_file else from_task(task, cfg.num_examples, cfg.seed)
     )
+    out = prepare_run_dir(cfg.output_dir, overwrite=overwrite)
+    save_config(cfg, out / "config.yaml")
+    set_seed(cfg.seed)
     model_cfg = dataclasses.replace(cfg.model, vocab_size=task.vocab_size, mask_token_id=task.mask_token_id)
     model = build_tiny_model(model_cfg)
 
