@@ -176,3 +176,29 @@ def test_existing_run_folder_is_not_overwritten(tmp_path):
 def test_config_rejects_bad_values(tmp_path, overrides, key):
     with pytest.raises(ConfigError, match=key):
         small_config(tmp_path, **overrides)
+
+
+def test_nonfinite_steps_are_skipped_then_training_stops_with_checkpoint_intact(tmp_path, monkeypatch):
+    import dtm.training.dtm as dtm_module
+
+    real_loss = dtm_module.cdtm_loss
+    calls = {"n": 0}
+
+    def poisoned(*args, **kwargs):
+        calls["n"] += 1
+        loss = real_loss(*args, **kwargs)
+        return loss * float("nan") if calls["n"] > 8 else loss  # steps 1-4 fine (grad_accum 2), then NaN
+
+    monkeypatch.setattr(dtm_module, "cdtm_loss", poisoned)
+    cfg = small_config(tmp_path, max_nonfinite_steps=3, save_every=2, keep_checkpoints=0)
+    trainer = DTMTrainer(cfg, model=tiny_model(), progress=False)
+    good = trainer.raw_student.state_dict()["model.lm_head.weight"].clone()
+    with pytest.raises(RuntimeError, match="non-finite"):
+        trainer.train()
+    assert trainer.state.step == 4 + 3 and trainer.state.skipped_steps == 3
+    # Skipped steps leave the weights untouched, and the step-4 checkpoint holds the last good weights.
+    trained = trainer.raw_student.state_dict()["model.lm_head.weight"]
+    assert not torch.equal(trained, good)
+    saved = load_file(tmp_path / "run" / "step-00000004" / "student.safetensors")["model.lm_head.weight"]
+    torch.testing.assert_close(saved, trained, rtol=0, atol=0)
+    assert [r["skipped_steps"] for r in read_metrics(tmp_path / "run") if "loss" in r][-3:] == [1, 2, 3]

@@ -93,6 +93,7 @@ class DTMConfig:
     eps: float = 1e-8
     weight_decay: float = 0.1
     grad_clip: float = 1.0
+    max_nonfinite_steps: int = 10
     # Run.
     seed: int = 0
     output_dir: str = "runs/dtm"
@@ -126,6 +127,7 @@ class DTMConfig:
         check(0 <= self.warmup + self.decay <= 1, "warmup", "warmup + decay must be a fraction in [0, 1]")
         check(all(0 <= b < 1 for b in self.betas), "betas", f"must be in [0, 1), got {self.betas}")
         check(self.grad_clip > 0, "grad_clip", f"must be positive, got {self.grad_clip}")
+        check(self.max_nonfinite_steps > 0, "max_nonfinite_steps", f"must be positive, got {self.max_nonfinite_steps}")
         check(self.save_every >= 0, "save_every", f"must be >= 0 (0 = at phase ends only), got {self.save_every}")
         check(self.eval_prompts >= 0, "eval_prompts", f"must be >= 0, got {self.eval_prompts}")
 
@@ -150,6 +152,7 @@ class TrainState:
     step: int = 0
     c: float = 1.0
     nonfinite_steps: int = 0
+    skipped_steps: int = 0
     reward_errors: int = 0
     rollouts: int = 0
 
@@ -289,6 +292,7 @@ class DTMTrainer:
             self.state.nonfinite_steps = 0
         else:
             self.state.nonfinite_steps += 1
+            self.state.skipped_steps += 1
         self.optimizer.zero_grad(set_to_none=True)
         if finite and self.ema_state is not None:
             self._update_ema()
@@ -301,7 +305,7 @@ class DTMTrainer:
             "grad_norm_clipped": min(grad_norm, cfg.grad_clip) if finite else float("nan"),
             "c": c_used,
             "c_star": sum(estimates) / len(estimates),
-            "skipped": float(not finite),
+            "skipped_steps": self.state.skipped_steps,
             "tokens": tokens,
         }
 
@@ -333,6 +337,13 @@ class DTMTrainer:
             disable=not self.progress or not self.accelerator.is_main_process,
         )
         while self.state.step < cfg.total_steps:
+            if self.state.nonfinite_steps >= cfg.max_nonfinite_steps:
+                last = ckpt.latest_checkpoint(self.out)
+                raise RuntimeError(
+                    f"{self.state.nonfinite_steps} consecutive optimizer steps had a non-finite loss or gradient "
+                    f"(max_nonfinite_steps={cfg.max_nonfinite_steps}); stopping at step {self.state.step}. "
+                    f"The last good checkpoint is {last}; try a lower lr or h, or mixed_precision=no."
+                )
             step = self.state.step
             phase, in_phase = divmod(step, cfg.steps_per_h)
             a, h = cfg.phase_tilt(phase)
