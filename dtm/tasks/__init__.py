@@ -6,8 +6,9 @@ from typing import Any
 
 from dtm.tasks.base import PromptBatch, TokenTask
 from dtm.tasks.increment import IncrementTask
+from dtm.tasks.maze import MazeTask
 
-TASKS: dict[str, type] = {"increment": IncrementTask}
+TASKS: dict[str, type] = {"increment": IncrementTask, "maze": MazeTask}
 
 
 def get_task(name: str, **options: Any) -> TokenTask:

@@ -75,7 +75,9 @@ def prune_checkpoints(run_dir: Path, keep: int) -> None:
     """Delete all but the newest ``keep`` checkpoints (``keep <= 0`` keeps all)."""
     if keep > 0:
         for old in list_checkpoints(run_dir)[:-keep]:
-            shutil.rmtree(old)
+            doomed = old.parent / f"{TMP_PREFIX}delete-{old.name}"
+            old.rename(doomed)  # a crash mid-delete must not leave a half-deleted folder under a checkpoint name
+            shutil.rmtree(doomed)
 
 
 def rng_state() -> dict[str, Any]:

@@ -124,7 +124,9 @@ class DTMConfig:
         check(self.grad_accum > 0, "grad_accum", f"must be positive, got {self.grad_accum}")
         check(self.lr > 0, "lr", f"must be positive, got {self.lr}")
         check(0 <= self.lr_min <= self.lr, "lr_min", f"must be in [0, lr={self.lr}], got {self.lr_min}")
-        check(0 <= self.warmup + self.decay <= 1, "warmup", "warmup + decay must be a fraction in [0, 1]")
+        check(self.warmup >= 0, "warmup", f"must be >= 0, got {self.warmup}")
+        check(self.decay >= 0, "decay", f"must be >= 0, got {self.decay}")
+        check(self.warmup + self.decay <= 1, "warmup", "warmup + decay must be a fraction in [0, 1]")
         check(all(0 <= b < 1 for b in self.betas), "betas", f"must be in [0, 1), got {self.betas}")
         check(self.grad_clip > 0, "grad_clip", f"must be positive, got {self.grad_clip}")
         check(self.max_nonfinite_steps > 0, "max_nonfinite_steps", f"must be positive, got {self.max_nonfinite_steps}")
@@ -173,6 +175,11 @@ class DTMTrainer:
     ) -> None:
         self.cfg = cfg
         self.task = task or get_task(cfg.task, **cfg.task_options)
+        check(
+            cfg.sampling.gen_length == self.task.gen_length,
+            "sampling.gen_length",
+            f"must equal the task's response length {self.task.gen_length}, got {cfg.sampling.gen_length}",
+        )
         self.reward_fns = reward_fns or [self.task.reward]
         self.progress = progress
         self.out = prepare_run_dir(cfg.output_dir, resume=resume, overwrite=overwrite)
@@ -221,6 +228,7 @@ class DTMTrainer:
             self.load_checkpoint(ckpt.latest_checkpoint(self.out))
         elif self.accelerator.is_main_process:
             save_config(cfg, self.out / "config.yaml")
+            self.log.path.unlink(missing_ok=True)  # a run killed before its first checkpoint starts over
         if cfg.log_with != "none":
             self.accelerator.init_trackers("dtm", config=json.loads(json.dumps(cfg.__dict__, default=str)))
 

@@ -44,8 +44,14 @@ class MetricsLog:
             os.fsync(f.fileno())
 
     def truncate_after(self, step: int) -> None:
-        """Drop records past ``step`` (used when resuming from an earlier checkpoint)."""
+        """Drop records past ``step`` and any torn line (used when resuming from a checkpoint)."""
         if not self.path.exists():
             return
-        kept = [line for line in self.path.read_text().splitlines() if json.loads(line).get("step", 0) <= step]
+        kept = []
+        for line in self.path.read_text().splitlines():
+            try:
+                if json.loads(line).get("step", 0) <= step:
+                    kept.append(line)
+            except json.JSONDecodeError:  # a line cut short by a crash
+                continue
         self.path.write_text("".join(line + "\n" for line in kept))
