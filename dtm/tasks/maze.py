@@ -615,7 +615,7 @@ class MazeTask:
 
     def path_lengths(self, responses: torch.Tensor, meta: Sequence[dict[str, Any]]) -> list[int | None]:
         """Number of moves of each valid response, None for an invalid one. Never raises on token values."""
-        rows = responses.reshape(responses.shape[0], -1).tolist() if responses.dim() else []
+        rows = (responses.unsqueeze(0) if responses.dim() == 1 else responses).tolist()
         out: list[int | None] = []
         for row, m in zip(rows, meta, strict=True):
             moves = response_moves(row)

@@ -18,8 +18,7 @@ from pathlib import Path
 from typing import Any, Literal
 
 import torch
-from accelerate import Accelerator
-from accelerate.utils import set_seed
+from accelerate.utils import gather_object, set_seed
 from peft import LoraConfig
 from safetensors.torch import load_file, save_file
 from tqdm.auto import tqdm
@@ -39,6 +38,7 @@ from dtm.sampling import SamplingConfig, rollout
 from dtm.tasks import get_task
 from dtm.tasks.base import PromptBatch, TokenTask
 from dtm.training import checkpoint as ckpt
+from dtm.training.accel import make_accelerator
 from dtm.training.buffer import ReplayBuffer
 from dtm.training.logging import MetricsLog, prepare_run_dir
 from dtm.training.rewards import RewardFn, score
@@ -182,13 +182,16 @@ class DTMTrainer:
         )
         self.reward_fns = reward_fns or [self.task.reward]
         self.progress = progress
-        self.out = prepare_run_dir(cfg.output_dir, resume=resume, overwrite=overwrite)
-        self.accelerator = Accelerator(
+        self.out = Path(cfg.output_dir)
+        self.accelerator = make_accelerator(
             mixed_precision=cfg.mixed_precision,
             log_with=None if cfg.log_with == "none" else cfg.log_with,
             project_dir=str(self.out),
         )
-        rank = self.accelerator.process_index
+        if self.accelerator.is_main_process:
+            prepare_run_dir(self.out, resume=resume, overwrite=overwrite)
+        self.accelerator.wait_for_everyone()
+        rank, world = self.accelerator.process_index, self.accelerator.num_processes
         set_seed(cfg.seed + rank)
         device = self.accelerator.device
 
@@ -217,7 +220,15 @@ class DTMTrainer:
         self.mask_id = self.raw_student.mask_token_id
         self.sample_generator = torch.Generator(device=device).manual_seed(cfg.seed * 1000 + rank)
         self.batch_generator = torch.Generator().manual_seed(cfg.seed * 1000 + rank + 1)
+        # Each rank draws its buffer prompts from its own shard of the pool: no prompt is shared between ranks.
         pool = self.task.prompts(cfg.prompt_pool, split="train", seed=cfg.seed)
+        pool = pool.select(range(rank, cfg.prompt_pool, world))
+        check(
+            len(pool) >= cfg.buffer_prompts,
+            "prompt_pool",
+            f"{cfg.prompt_pool} prompts over {world} processes leave {len(pool)} per process, "
+            f"fewer than buffer_prompts={cfg.buffer_prompts}",
+        )
         self.buffer = ReplayBuffer(
             pool, cfg.buffer_prompts, cfg.buffer_completions, cfg.sampling.gen_length, cfg.seed + rank
         )
@@ -305,14 +316,16 @@ class DTMTrainer:
         if finite and self.ema_state is not None:
             self._update_ema()
         c_used = self.control.value
+        estimate = sum(estimates) / len(estimates)
         if cfg.adaptive_c:
-            self.state.c = self.control.update(sum(estimates) / len(estimates))
+            estimate = self.accelerator.reduce(torch.tensor(estimate, device=self.accelerator.device), "mean").item()
+            self.state.c = self.control.update(estimate)
         return {
             "loss": total_loss,
             "grad_norm": grad_norm,
             "grad_norm_clipped": min(grad_norm, cfg.grad_clip) if finite else float("nan"),
             "c": c_used,
-            "c_star": sum(estimates) / len(estimates),
+            "c_star": estimate,
             "skipped_steps": self.state.skipped_steps,
             "tokens": tokens,
         }
@@ -371,7 +384,7 @@ class DTMTrainer:
             record = {"step": self.state.step, "phase": phase, "a": a, "h": h, "lr": lr, **metrics}
             record.update(self.buffer.stats(), tokens_per_s=tokens_per_s)
             record.update(reward_errors=self.state.reward_errors, rollouts=self.state.rollouts)
-            self._log(record)
+            self._log(self._reduce(record))
             bar.update(1)
             bar.set_postfix(a=f"{a + h if phase_done else a:.2f}", loss=f"{metrics['loss']:.3f}",
                             reward=f"{record['reward_mean']:.3f}")
@@ -384,6 +397,20 @@ class DTMTrainer:
             self._save_final(self.out / "final")
         self.accelerator.end_training()
         return self.raw_student
+
+    def _reduce(self, record: dict[str, Any]) -> dict[str, Any]:
+        """Average per-rank metrics over ranks (counters and throughput are summed)."""
+        if self.accelerator.num_processes == 1:
+            return record
+        keys = [k for k, v in record.items() if isinstance(v, float) and k not in ("a", "h", "lr", "c")]
+        summed = ["reward_errors", "rollouts", "tokens_per_s"]
+        values = torch.tensor([float(record[k]) for k in keys + summed], device=self.accelerator.device)
+        values = self.accelerator.reduce(values, reduction="sum")
+        world = self.accelerator.num_processes
+        out = dict(record)
+        for i, key in enumerate(keys + summed):
+            out[key] = values[i].item() / (world if key in keys else 1)
+        return out
 
     def _log(self, record: dict[str, Any]) -> None:
         self.log.write(record)
@@ -409,8 +436,9 @@ class DTMTrainer:
 
     def save_checkpoint(self) -> Path | None:
         """Write ``step-XXXXXXXX`` atomically: weights, teacher, EMA, optimizer, buffer, RNG states, counters."""
-        self.accelerator.wait_for_everyone()
+        rank_states = gather_object([self._rank_state()])
         if not self.accelerator.is_main_process:
+            self.accelerator.wait_for_everyone()
             return None
 
         def write(tmp: Path) -> None:
@@ -419,21 +447,24 @@ class DTMTrainer:
             if self.ema_state is not None:
                 save_file(_contiguous(self.ema_state), tmp / "ema.safetensors")
             torch.save(self.optimizer.state_dict(), tmp / "optimizer.pt")
-            torch.save(
-                {
-                    "buffer": self.buffer.state_dict(),
-                    "rng": ckpt.rng_state(),
-                    "sample_generator": self.sample_generator.get_state(),
-                    "batch_generator": self.batch_generator.get_state(),
-                },
-                tmp / "state.pt",
-            )
+            torch.save({"ranks": rank_states}, tmp / "state.pt")
             (tmp / "trainer_state.json").write_text(json.dumps(self.state.__dict__ | self._tilt(), indent=2))
             save_config(self.cfg, tmp / "config.yaml")
 
         path = ckpt.atomic_write_dir(self.out / ckpt.checkpoint_name(self.state.step), write)
         ckpt.prune_checkpoints(self.out, self.cfg.keep_checkpoints)
+        self.accelerator.wait_for_everyone()
         return path
+
+    def _rank_state(self) -> dict[str, Any]:
+        """What differs between ranks: buffer, generators, global RNGs and counters."""
+        return {
+            "buffer": self.buffer.state_dict(),
+            "rng": ckpt.rng_state(),
+            "sample_generator": self.sample_generator.get_state().cpu(),
+            "batch_generator": self.batch_generator.get_state(),
+            "train_state": dict(self.state.__dict__),
+        }
 
     def _tilt(self) -> dict[str, float]:
         phase = self.state.step // self.cfg.steps_per_h
@@ -448,13 +479,18 @@ class DTMTrainer:
         if self.ema_state is not None:
             self.ema_state = load_file(path / "ema.safetensors")
         self.optimizer.load_state_dict(torch.load(path / "optimizer.pt", weights_only=False))
-        state = torch.load(path / "state.pt", weights_only=False)
+        ranks = torch.load(path / "state.pt", weights_only=False)["ranks"]
+        if len(ranks) != self.accelerator.num_processes:
+            raise ValueError(
+                f"checkpoint {path} was written by {len(ranks)} processes; resume it with the same number "
+                f"(this run has {self.accelerator.num_processes})"
+            )
+        state = ranks[self.accelerator.process_index]
         self.buffer.load_state_dict(state["buffer"])
         ckpt.set_rng_state(state["rng"])
         self.sample_generator.set_state(state["sample_generator"])
         self.batch_generator.set_state(state["batch_generator"])
-        saved = json.loads((path / "trainer_state.json").read_text())
-        self.state = TrainState(**{k: saved[k] for k in TrainState.__dataclass_fields__})
+        self.state = TrainState(**state["train_state"])
         self.control.value = self.state.c
         self.log.truncate_after(self.state.step)
 

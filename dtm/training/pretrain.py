@@ -9,7 +9,6 @@ from pathlib import Path
 from typing import Any, Literal
 
 import torch
-from accelerate import Accelerator
 from accelerate.utils import set_seed
 from tqdm.auto import tqdm
 
@@ -19,6 +18,7 @@ from dtm.diffusion.masking import uniform_masked_states
 from dtm.models.base import DiffusionLM
 from dtm.models.tiny import TinyModelConfig, build_tiny_model, save_model
 from dtm.tasks import get_task
+from dtm.training.accel import make_accelerator
 from dtm.training.data import TokenDataset, from_task, load_jsonl
 from dtm.training.logging import MetricsLog, prepare_run_dir
 from dtm.training.schedule import lr_at, set_lr
@@ -72,7 +72,7 @@ def pretrain(cfg: PretrainConfig, *, overwrite: bool = False, progress: bool = T
     model_cfg = dataclasses.replace(cfg.model, vocab_size=task.vocab_size, mask_token_id=task.mask_token_id)
     model = build_tiny_model(model_cfg)
 
-    accelerator = Accelerator(mixed_precision=cfg.mixed_precision)
+    accelerator = make_accelerator(mixed_precision=cfg.mixed_precision)
     optimizer = torch.optim.AdamW(model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
     model, optimizer = accelerator.prepare(model, optimizer)
     device = accelerator.device

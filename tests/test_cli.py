@@ -1,0 +1,187 @@
+"""Tests for the ``dtm`` command line, run in-process through ``dtm.cli.main``."""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+
+import pytest
+import torch
+import yaml
+
+from dtm.cli import main
+from dtm.config import load_config
+from dtm.models import TinyModelConfig, load_model
+from dtm.sampling import SamplingConfig, rollout
+from dtm.tasks.increment import IncrementTask
+from dtm.training.pretrain import PretrainConfig, pretrain
+
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
+
+TINY_YAML = {
+    "task": "increment",
+    "num_examples": 300,
+    "model": {"hidden_size": 32, "num_layers": 2, "num_heads": 4, "intermediate_size": 64},
+    "steps": 50,
+    "batch_size": 16,
+    "seed": 0,
+    "output_dir": "this/folder/is/overridden",
+}
+
+
+@pytest.fixture(autouse=True)
+def _no_traceback(monkeypatch):
+    monkeypatch.delenv("DTM_TRACEBACK", raising=False)
+
+
+@pytest.fixture
+def config_file(tmp_path):
+    path = tmp_path / "pretrain.yaml"
+    path.write_text(yaml.safe_dump(TINY_YAML), encoding="utf-8")
+    return path
+
+
+@pytest.fixture(scope="module")
+def small_model(tmp_path_factory):
+    out = tmp_path_factory.mktemp("cli-model") / "run"
+    cfg = PretrainConfig(
+        model=TinyModelConfig(hidden_size=32, num_layers=2, num_heads=4, intermediate_size=64),
+        num_examples=200,
+        batch_size=16,
+        steps=5,
+        output_dir=str(out),
+    )
+    pretrain(cfg, progress=False)
+    return out / "model"
+
+
+def exit_code(argv: list[str]) -> int:
+    with pytest.raises(SystemExit) as info:
+        main(argv)
+    return info.value.code
+
+
+def test_pretrain_writes_model(tmp_path, config_file, capsys):
+    out = tmp_path / "run"
+    main(["pretrain", "--config", str(config_file), f"output_dir={out}", "steps=3", "--no-progress"])
+    assert (out / "model" / "config.json").is_file()
+    assert f"saved {out / 'model'}" in capsys.readouterr().out
+    # the file's settings and the overrides both reached the run
+    saved = load_config(PretrainConfig, out / "config.yaml")
+    assert saved.steps == 3 and saved.output_dir == str(out)
+    assert saved.model.hidden_size == 32 and saved.batch_size == 16 and saved.num_examples == 300
+    steps = [json.loads(line)["step"] for line in (out / "metrics.jsonl").read_text().splitlines()]
+    assert steps[-1] == 2
+    assert load_model(out / "model").config.hidden_size == 32
+
+
+def test_pretrain_existing_output_needs_overwrite(tmp_path, config_file, capsys):
+    out = tmp_path / "run"
+    argv = ["pretrain", "--config", str(config_file), f"output_dir={out}", "steps=2", "--no-progress"]
+    main(argv)
+    capsys.readouterr()
+    assert exit_code(argv) == 2
+    err = capsys.readouterr().err
+    assert "dtm pretrain: error:" in err and str(out) in err and "--overwrite" in err
+    main([*argv, "--overwrite"])
+    assert (out / "model" / "config.json").is_file()
+
+
+@pytest.mark.parametrize(
+    ("override", "bad", "suggestion"),
+    [
+        ("stpes=3", "stpes", "steps"),
+        ("batchsize=8", "batchsize", "batch_size"),
+        ("model.hiden_size=8", "hiden_size", "hidden_size"),
+    ],
+)
+def test_bad_override_key_exits_2_with_suggestion(tmp_path, config_file, capsys, override, bad, suggestion):
+    out = tmp_path / "run"
+    assert exit_code(["pretrain", "--config", str(config_file), f"output_dir={out}", override, "--no-progress"]) == 2
+    captured = capsys.readouterr()
+    assert bad in captured.err
+    assert f"did you mean {suggestion!r}" in captured.err
+    assert captured.err.startswith("dtm pretrain: error:")
+    assert not out.exists()  # nothing ran
+
+
+def test_bad_override_value_names_the_key(tmp_path, config_file, capsys):
+    assert exit_code(["pretrain", "--config", str(config_file), "steps=many", "--no-progress"]) == 2
+    err = capsys.readouterr().err
+    assert "steps" in err and "expected int" in err
+
+
+def test_missing_config_file_exits_2(tmp_path, capsys):
+    missing = tmp_path / "nope.yaml"
+    assert exit_code(["pretrain", "--config", str(missing), "--no-progress"]) == 2
+    assert str(missing) in capsys.readouterr().err
+
+
+def test_train_missing_base_model_exits_2(tmp_path, capsys):
+    base, out = tmp_path / "no-such-model", tmp_path / "dtm"
+    assert exit_code(["train", f"base_model={base}", f"output_dir={out}", "--no-progress"]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("dtm train: error:")
+    assert "base_model" in err and str(base) in err
+    assert not out.exists()
+
+
+def test_sample_prints_n_lines_and_mean_reward(small_model, capsys):
+    main(["sample", "--model", str(small_model), "--task", "increment", "--n", "3"])
+    lines = capsys.readouterr().out.strip().splitlines()
+    assert len(lines) == 4
+    # an independent decode with the command's defaults (test split, seed 0, block 4, 8 steps, temperature 1)
+    task = IncrementTask()
+    prompts = task.prompts(3, split="test", seed=0)
+    sampling = SamplingConfig(gen_length=task.gen_length, block_length=4, steps=8, temperature=1.0)
+    responses = rollout(load_model(small_model), prompts, sampling, torch.Generator().manual_seed(0))
+    rewards = task.reward(responses, prompts.meta)
+    for line, prompt, response, reward in zip(lines[:3], prompts.ids, responses, rewards, strict=True):
+        assert line == f"{task.render(prompt.tolist())} -> {task.render(response.tolist())}  reward={reward:.3f}"
+    match = re.fullmatch(r"mean reward (\d+\.\d{3})", lines[3])
+    assert match
+    assert float(match.group(1)) == pytest.approx(rewards.mean().item(), abs=5e-4)
+
+
+def test_sample_options(small_model, capsys):
+    main(["sample", "--model", str(small_model), "--n", "2", "--seed", "4", "--temperature", "0", "--steps", "2"])
+    lines = capsys.readouterr().out.strip().splitlines()
+    assert len(lines) == 3
+    test_prompts = IncrementTask().prompts(2, split="test", seed=4)
+    for line, prompt in zip(lines, test_prompts.ids, strict=False):
+        assert line.startswith(IncrementTask().render(prompt.tolist()) + " -> ")
+
+
+def test_sample_errors_exit_2(tmp_path, small_model, capsys):
+    missing = tmp_path / "missing-model"
+    assert exit_code(["sample", "--model", str(missing), "--n", "1"]) == 2
+    assert str(missing) in capsys.readouterr().err
+    assert exit_code(["sample", "--model", str(small_model), "--n", "1", "--block-length", "3"]) == 2
+    assert "block_length" in capsys.readouterr().err
+    assert exit_code(["sample", "--model", str(small_model), "--task", "nope", "--n", "1"]) == 2
+    assert "available: increment" in capsys.readouterr().err
+
+
+def test_usage_errors_exit_2(capsys):
+    assert exit_code([]) == 2
+    assert exit_code(["frobnicate"]) == 2
+    assert exit_code(["sample"]) == 2  # --model is required
+    assert "--model" in capsys.readouterr().err
+
+
+@pytest.mark.slow
+def test_demo_quick_writes_results(tmp_path, capsys):
+    out = tmp_path / "demo"
+    main(["demo", "--quick", "--output-dir", str(out), "--no-progress"])
+    result = json.loads((out / "results.json").read_text())
+    assert json.loads(capsys.readouterr().out) == result
+    for name in ("base", "dtm"):
+        metrics = result[name]
+        assert set(metrics) >= {"reward", "valid", "p_increment", "accuracy"}
+        assert all(0 <= metrics[k] <= 1 for k in ("reward", "valid", "accuracy"))
+    task = IncrementTask()
+    assert result["exact_p_increment"]["base"] == task.p_increment
+    assert result["exact_p_increment"]["dtm"] == pytest.approx(task.tilted_increment_probability(result["a_end"]))
+    assert (out / "pretrain" / "model" / "config.json").is_file()
+    assert result["dtm"]["reward"] > result["base"]["reward"]  # tilting towards the reward raises it
