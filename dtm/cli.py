@@ -57,6 +57,15 @@ def cmd_sample(args: argparse.Namespace) -> None:
     print(f"mean reward {rewards.mean():.3f}")
 
 
+def cmd_study(args: argparse.Namespace) -> None:
+    from dtm.studies.maze import MazeStudyConfig, markdown_table, run_maze_study
+
+    cfg = load_config(MazeStudyConfig, args.config, args.overrides)
+    results = run_maze_study(cfg, overwrite=args.overwrite, progress=not args.no_progress)
+    print(markdown_table(results))
+    print(f"report: {Path(cfg.output_dir) / 'report.md'}")
+
+
 def cmd_demo(args: argparse.Namespace) -> None:
     from dtm.demo import run_demo
 
@@ -86,6 +95,11 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--temperature", type=float, default=1.0)
     p.add_argument("--seed", type=int, default=0)
     p.set_defaults(func=cmd_sample)
+
+    p = sub.add_parser("study", help="run a study end to end (maze: h and c vs reward, stability, mode collapse)")
+    p.add_argument("name", choices=["maze"])
+    _add_config_args(p)
+    p.set_defaults(func=cmd_study)
 
     p = sub.add_parser("demo", help="pretrain a base model, run DTM, and compare with the exact tilted target")
     p.add_argument("--output-dir", default="runs/demo")

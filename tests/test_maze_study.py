@@ -1,0 +1,87 @@
+"""The maze study: metric functions against direct computations, and an end-to-end smoke run at a tiny size."""
+
+from __future__ import annotations
+
+import json
+import math
+
+import pytest
+
+from dtm.config import ConfigError
+from dtm.models import TinyModelConfig
+from dtm.sampling import SamplingConfig
+from dtm.studies.maze import COLUMNS, MazeStudyConfig, arms, run_maze_study
+from dtm.studies.metrics import empirical, entropy, tilt, total_variation
+
+
+def test_empirical_entropy_and_total_variation():
+    dist = empirical(["a", "b", "a", "c"])
+    assert dist == {"a": 0.5, "b": 0.25, "c": 0.25}
+    assert entropy(dist) == pytest.approx(-(0.5 * math.log(0.5) + 2 * 0.25 * math.log(0.25)))
+    assert total_variation(dist, {"a": 1.0}) == pytest.approx(0.5)
+    assert total_variation(dist, {"d": 1.0}) == pytest.approx(1.0)
+    assert total_variation(dist, dist) == 0.0
+
+
+def test_tilt_matches_direct_formula_and_is_stable():
+    dist = {"x": 0.2, "y": 0.5, "z": 0.3}
+    rewards = {"x": 1.0, "y": 0.0, "z": 0.5}
+    a = 3.0
+    z = sum(p * math.exp(a * rewards[k]) for k, p in dist.items())
+    expected = {k: p * math.exp(a * rewards[k]) / z for k, p in dist.items()}
+    assert tilt(dist, rewards, a) == pytest.approx(expected)
+    huge = tilt(dist, rewards, 5000.0)  # exp(5000) overflows without the max shift
+    assert huge["x"] == pytest.approx(1.0)
+
+
+def test_arms_cover_schedules_and_controls_with_equal_steps(tmp_path):
+    cfg = MazeStudyConfig(a_end=6.0, small_h=2.0, total_steps=30)
+    configs = arms(cfg, tmp_path)
+    assert len(configs) == 6
+    for name, arm in configs.items():
+        assert arm.total_steps == 30 and arm.a_end == 6.0
+        assert arm.h == (2.0 if name.startswith("small-h") else 6.0)
+        assert arm.adaptive_c == name.endswith("adaptive")
+
+
+def test_study_config_validation():
+    with pytest.raises(ConfigError, match="total_steps"):
+        MazeStudyConfig(a_end=6.0, small_h=2.0, total_steps=31)
+    with pytest.raises(ConfigError, match="controls"):
+        MazeStudyConfig(controls=["one"])
+
+
+def test_study_smoke_run_writes_every_output(tmp_path):
+    cfg = MazeStudyConfig(
+        output_dir=str(tmp_path / "study"),
+        model=TinyModelConfig(hidden_size=32, num_layers=2, num_heads=4, intermediate_size=64, max_length=64),
+        pretrain_steps=20,
+        a_end=2.0,
+        small_h=1.0,
+        total_steps=4,
+        buffer_prompts=8,
+        buffer_completions=2,
+        micro_batch=8,
+        sampling=SamplingConfig(gen_length=16, block_length=4, steps=16, batch_size=256),
+        eval_mazes=4,
+        samples_per_maze=4,
+        tv_mazes=2,
+        tv_samples=16,
+    )
+    results = run_maze_study(cfg, progress=False)
+    out = tmp_path / "study"
+    assert set(results) == {"base"} | {f"{s} c={c}" for s in ("small-h", "one-phase") for c in ("0", "1", "adaptive")}
+    for name, row in results.items():
+        for key in ("success", "mean_reward", "frac_shortest", "shortest_found", "tv_to_target"):
+            assert 0.0 <= row[key] <= 1.0, (name, key)
+        assert row["frac_shortest"] <= row["success"]
+        if name != "base":
+            assert row["rollouts"] > 0 and row["grad_norm_var"] >= 0
+    saved = json.loads((out / "results.json").read_text())
+    assert saved["results"] == json.loads(json.dumps(results))
+    assert len(saved["curves"]["small-h c=1"]["curve_step"]) == 4
+    header = (out / "results.csv").read_text().splitlines()[0].split(",")
+    assert header == ["arm"] + [key for key, _ in COLUMNS]
+    for figure in ("reward_vs_step.png", "diversity_vs_reward.png", "tv_to_target.png"):
+        assert (out / figure).stat().st_size > 1000
+    assert "| small-h c=1 |" in (out / "report.md").read_text()
