@@ -1,4 +1,5 @@
 #!/usr/bin/env bash
-# The main job: set up on first use, then run the CPU demo (pretrain -> DTM -> compare with the exact target).
+# The main job: set up on first use, then run the maze study (base model, six DTM arms, metrics, figures, report).
+# Extra arguments go to `dtm study maze`, e.g. `bash scripts/main.sh --overwrite total_steps=40`.
 source "$(dirname "$0")/venv.sh"
-exec .venv/bin/dtm demo "$@"
+exec .venv/bin/dtm study maze --config configs/maze-study.yaml "$@"

@@ -58,10 +58,10 @@ class MazeStudyConfig:
     micro_batch: int = 32
     sampling: SamplingConfig = field(default_factory=lambda: SamplingConfig(gen_length=16, block_length=4, steps=16))
     # Evaluation.
-    eval_mazes: int = 128
-    samples_per_maze: int = 16
-    tv_mazes: int = 6
-    tv_samples: int = 1000
+    eval_mazes: int = 64
+    samples_per_maze: int = 8
+    tv_mazes: int = 4
+    tv_samples: int = 400
 
     def __post_init__(self) -> None:
         check(self.a_end >= self.small_h > 0, "small_h", f"must be in (0, a_end={self.a_end}], got {self.small_h}")
