@@ -48,8 +48,8 @@ class MazeStudyConfig:
     pretrain_steps: int = 1500
     pretrain_lr: float = 2e-3
     # DTM arms: a_end reached in a_end / small_h phases, or in one phase; the same steps in total per arm.
-    a_end: float = 8.0
-    small_h: float = 2.0
+    a_end: float = 12.0
+    small_h: float = 3.0
     total_steps: int = 80
     controls: list[str] = field(default_factory=lambda: ["0", "1", "adaptive"])
     lr: float = 1e-3
