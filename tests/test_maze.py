@@ -20,7 +20,6 @@ from dtm.tasks.maze import (
     MASK,
     PAD,
     SEP,
-    VOCAB_SIZE,
     Maze,
     MazeTask,
     count_shortest_paths,
@@ -34,11 +33,15 @@ from dtm.tasks.maze import (
     parse_render,
     path_key,
     random_walls,
+    render_tokens,
+    response_cells,
     response_moves,
     shortest_distance,
 )
 
-TOKEN = {"U": 4, "D": 5, "L": 6, "R": 7}
+# The documented layout, written out independently of the module's constants.
+START, GOAL, WALL0, CELL0 = 4, 5, 6, 22
+VOCAB_4X4 = 38
 DELTA = {"U": (-1, 0), "D": (1, 0), "L": (0, -1), "R": (0, 1)}
 BIT = {"U": 1, "D": 2, "L": 4, "R": 8}
 
@@ -75,31 +78,47 @@ def brute_simple_paths(meta: dict) -> list[str]:
     return found
 
 
-def slow_reward(meta: dict, tokens: list[int], gen_length: int) -> float:
-    """Reward written from the module doc: moves up to the first EOS, only EOS after, simple path ending at the goal."""
+def path_cells(meta: dict, moves: str) -> list[int]:
+    """Cells visited after the start by a move string (grid arithmetic, walls ignored)."""
     s = meta["size"]
-    moves = []
+    r, c = divmod(meta["start"], s)
+    cells = []
+    for move in moves:
+        r, c = r + DELTA[move][0], c + DELTA[move][1]
+        assert 0 <= r < s and 0 <= c < s
+        cells.append(r * s + c)
+    return cells
+
+
+def cell_row(cells: list[int], gen_length: int) -> list[int]:
+    """A response from the documented layout: cell-id tokens, then EOS."""
+    return [CELL0 + c for c in cells] + [EOS] * (gen_length - len(cells))
+
+
+def slow_reward(meta: dict, tokens: list[int], gen_length: int) -> float:
+    """Reward written from the module doc: cell ids up to the first EOS, only EOS after, each cell an open grid
+    neighbour of the previous one (from the start), no revisits, last cell the goal."""
+    s = meta["size"]
+    cells = []
     i = 0
     while i < len(tokens) and tokens[i] != EOS:
-        if tokens[i] not in TOKEN.values():
+        if not CELL0 <= tokens[i] < CELL0 + s * s:
             return 0.0
-        moves.append("UDLR"[tokens[i] - 4])
+        cells.append(tokens[i] - CELL0)
         i += 1
-    if any(t != EOS for t in tokens[i:]) or len(moves) > gen_length:
+    if any(t != EOS for t in tokens[i:]) or not cells or len(cells) > gen_length:
         return 0.0
-    r, c = divmod(meta["start"], s)
-    visited = {(r, c)}
-    for move in moves:
-        if not meta["open"][r * s + c] & BIT[move]:
+    visited = [meta["start"]]
+    for cell in cells:
+        (r0, c0), (r1, c1) = divmod(visited[-1], s), divmod(cell, s)
+        moves = [m for m, d in DELTA.items() if d == (r1 - r0, c1 - c0)]
+        if not moves or not meta["open"][visited[-1]] & BIT[moves[0]] or cell in visited:
             return 0.0
-        r, c = r + DELTA[move][0], c + DELTA[move][1]
-        if not (0 <= r < s and 0 <= c < s) or (r, c) in visited:
-            return 0.0
-        visited.add((r, c))
-    if r * s + c != meta["goal"]:
+        visited.append(cell)
+    if visited[-1] != meta["goal"]:
         return 0.0
     best = min(len(p) for p in brute_simple_paths(meta))
-    return best / len(moves)
+    return best / len(cells)
 
 
 def connected(meta: dict) -> bool:
@@ -113,8 +132,8 @@ def connected(meta: dict) -> bool:
     return len(seen) == meta["size"] ** 2
 
 
-def batch(task: MazeTask, paths: list[str]) -> torch.Tensor:
-    return torch.tensor([moves_to_response(p, task.gen_length) for p in paths], dtype=torch.long)
+def batch(task: MazeTask, meta: dict, paths: list[str]) -> torch.Tensor:
+    return torch.tensor([cell_row(path_cells(meta, p), task.gen_length) for p in paths], dtype=torch.long)
 
 
 @pytest.fixture(scope="module")
@@ -137,10 +156,15 @@ def test_mazes_have_loops_and_several_shortest_paths(options):
     task = MazeTask(**options)
     prompts = task.prompts(60, split="train", seed=1)
     s = task.size
-    assert prompts.ids.shape == (60, s * s + 1) == (60, task.prompt_length)
+    n = s * s
+    assert prompts.ids.shape == (60, 2 * n + 5) == (60, task.prompt_length)
     assert prompts.attention_mask.all() and (prompts.ids[:, -1] == SEP).all()
-    assert prompts.ids.min() >= 0 and prompts.ids.max() < task.vocab_size == VOCAB_SIZE
-    for meta in prompts.meta:
+    assert prompts.ids.min() >= 0 and prompts.ids.max() < task.vocab_size == CELL0 + n
+    for ids, meta in zip(prompts.ids.tolist(), prompts.meta, strict=True):
+        # the documented layout: [cell id, wall pattern] per cell, then START, start, GOAL, goal, SEP
+        assert ids[0 : 2 * n : 2] == [CELL0 + c for c in range(n)]
+        assert ids[1 : 2 * n : 2] == [WALL0 + o for o in meta["open"]]
+        assert ids[2 * n :] == [START, CELL0 + meta["start"], GOAL, CELL0 + meta["goal"], SEP]
         edges = sum(bin(o).count("1") for o in meta["open"]) // 2
         assert edges == s * s - 1 + task.extra_openings > s * s - 1  # a spanning tree plus extra openings: loops
         assert connected(meta)
@@ -208,20 +232,22 @@ def test_unreachable_goal():
 
 
 def test_validity_exhaustive_on_3x3():
+    """Every response made of distinct non-start cells (all orders, all lengths up to gen_length): exactly the
+    simple start -> goal paths are accepted (non-neighbour jumps, wall crossings, stopping short or passing through
+    the goal are all in there)."""
     task = MazeTask(size=3, extra_openings=3)
     assert task.gen_length == 8
     for meta in task.prompts(1, split="train", seed=3).meta:
-        rows, strings = [], []
-        for k in range(task.gen_length + 1):
-            for seq in itertools.product("UDLR", repeat=k):
-                strings.append("".join(seq))
-                rows.append(moves_to_response(strings[-1], task.gen_length))
-        responses = torch.tensor(rows)
-        valid = task.is_valid(responses, [meta] * len(rows))
-        accepted = {s for s, v in zip(strings, valid.tolist(), strict=True) if v}
-        assert accepted == set(brute_simple_paths(meta)) == set(enumerate_valid_paths(meta, task.gen_length))
-        reward = task.reward(responses, [meta] * len(rows))
-        expected = [meta["shortest_length"] / len(s) if s in accepted else 0.0 for s in strings]
+        others = [c for c in range(9) if c != meta["start"]]
+        seqs = [seq for k in range(task.gen_length + 1) for seq in itertools.permutations(others, k)]
+        responses = torch.tensor([cell_row(list(seq), task.gen_length) for seq in seqs])
+        valid = task.is_valid(responses, [meta] * len(seqs))
+        accepted = {seq for seq, v in zip(seqs, valid.tolist(), strict=True) if v}
+        paths = brute_simple_paths(meta)
+        assert accepted == {tuple(path_cells(meta, p)) for p in paths}
+        assert len(paths) == len(enumerate_valid_paths(meta, task.gen_length)) > meta["num_shortest_paths"]
+        reward = task.reward(responses, [meta] * len(seqs))
+        expected = [meta["shortest_length"] / len(seq) if seq in accepted else 0.0 for seq in seqs]
         assert torch.allclose(reward, torch.tensor(expected), atol=1e-6, rtol=0)
 
 
@@ -233,54 +259,86 @@ def test_reward_of_shortest_longer_and_invalid_paths(task, train):
         longer = [p for p in paths if len(p) > best]
         assert shortest and longer
         metas = [meta] * len(paths)
-        r = task.reward(batch(task, shortest + longer), metas)
+        responses = batch(task, meta, shortest + longer)
+        r = task.reward(responses, metas)
         assert r.dtype == torch.float32
         assert (r[: len(shortest)] == 1.0).all()
         tail = r[len(shortest) :]
         assert ((tail > 0) & (tail < 1)).all()
         assert torch.equal(tail, torch.tensor([best / len(p) for p in longer], dtype=torch.float32))
-        correct = task.is_correct(batch(task, shortest + longer), metas).tolist()
+        correct = task.is_correct(responses, metas).tolist()
         assert correct == [True] * len(shortest) + [False] * len(longer)
-        assert task.is_valid(batch(task, shortest + longer), metas).all()
+        assert task.is_valid(responses, metas).all()
 
 
-def defects(meta: dict, path: str, gen_length: int) -> dict[str, list[int]]:
-    """Invalid variants of a valid path, one per kind of defect."""
+def defects(meta: dict, path: str, gen_length: int) -> dict[str, tuple[list[int], dict]]:
+    """Invalid variants of a valid path (at least 4 moves) as ``(response, meta)``, one per kind of defect."""
     adj = adjacency(meta)
-    s = meta["size"]
-    ok = moves_to_response(path, gen_length)
-    cells = [meta["start"]]
-    for move in path:
-        cells.append(adj[cells[-1]][move])
-    out: dict[str, list[int]] = {}
-    # a wall between two cells inside the grid, crossed right from the start of the path
-    for i, cell in enumerate(cells[:-1]):
+    s, n = meta["size"], meta["size"] ** 2
+    cells = path_cells(meta, path)
+    full = [meta["start"], *cells]
+    ok = cell_row(cells, gen_length)
+    out: dict[str, tuple[list[int], dict]] = {}
+    # the same response through a maze with the passage of its second step walled up: only the wall is wrong
+    a, b = full[1], full[2]
+    move = next(m for m, v in adj[a].items() if v == b)
+    back = {"U": "D", "D": "U", "L": "R", "R": "L"}
+    walled = list(meta["open"])
+    walled[a] &= ~BIT[move]
+    walled[b] &= ~BIT[back[move]]
+    out["wall"] = (ok, {**meta, "open": walled})
+    # a step to a grid neighbour behind a wall of this maze (the rest of the path cannot follow)
+    for i, cell in enumerate(full[:-1]):
         r, c = divmod(cell, s)
         inner = [m for m, (dr, dc) in DELTA.items() if 0 <= r + dr < s and 0 <= c + dc < s and m not in adj[cell]]
         if inner:
-            out["wall"] = moves_to_response(path[:i] + inner[0] + path[i + 1 :], gen_length)
+            out["wall_step"] = (
+                cell_row([*cells[:i], cell + s * DELTA[inner[0]][0] + DELTA[inner[0]][1]], gen_length),
+                meta,
+            )
             break
-    for i, cell in enumerate(cells[:-1]):
+    # a jump over one cell of the path (to a cell two steps away), the rest of the path intact
+    out["jump"] = (cell_row(cells[:1] + cells[2:], gen_length), meta)
+    out["jump_from_start"] = (cell_row(cells[1:], gen_length), meta)
+    # leaving the grid: the id the grid arithmetic would give past the border (a wrapped cell id, a wall-pattern
+    # token or an id past the cells)
+    for i, cell in enumerate(full[:-1]):
         r, c = divmod(cell, s)
         border = [m for m, (dr, dc) in DELTA.items() if not (0 <= r + dr < s and 0 <= c + dc < s)]
         if border:
-            out["border"] = moves_to_response(path[:i] + border[0], gen_length)
+            off = CELL0 + cell + s * DELTA[border[0]][0] + DELTA[border[0]][1]
+            row = [CELL0 + x for x in cells[:i]] + [off]
+            out["border"] = (row + [EOS] * (gen_length - len(row)), meta)
             break
-    out["short"] = moves_to_response(path[:-1], gen_length)
-    out["empty"] = moves_to_response("", gen_length)
+    out["short"] = (cell_row(cells[:-1], gen_length), meta)
+    out["empty"] = (cell_row([], gen_length), meta)
     after = list(ok)
-    after[len(path) + 1] = TOKEN["U"]
-    out["after_eos"] = after
-    for name, bad in {"pad": PAD, "mask": MASK, "sep": SEP, "cell": 20, "big": 999, "neg": -1}.items():
+    after[len(path) + 1] = CELL0 + meta["goal"]
+    out["after_eos"] = (after, meta)
+    non_cells = {
+        "pad": PAD,
+        "mask": MASK,
+        "sep": SEP,
+        "start": START,
+        "goal": GOAL,
+        "wall_token": WALL0 + 15,
+        "past_cells": CELL0 + n,
+        "big": 999,
+        "neg": -1,
+    }
+    for name, bad in non_cells.items():
         row = list(ok)
         row[len(path) // 2] = bad
-        out[name] = row
+        out[name] = (row, meta)
     pad_tail = list(ok)
     pad_tail[-1] = PAD
-    out["pad_tail"] = pad_tail
-    back = {"U": "D", "D": "U", "L": "R", "R": "L"}
-    out["revisit"] = moves_to_response(path[0] + back[path[0]] + path, gen_length)
-    out["past_goal"] = moves_to_response(path + back[path[-1]], gen_length)
+    out["pad_tail"] = (pad_tail, meta)
+    out["revisit_start"] = (cell_row([cells[0], meta["start"], *cells], gen_length), meta)
+    out["revisit"] = (cell_row([cells[0], cells[1], cells[0], *cells[1:]], gen_length), meta)
+    out["past_goal"] = (cell_row([*cells, full[-2]], gen_length), meta)
+    onward = [v for v in adj[meta["goal"]].values() if v not in full]
+    if onward:
+        out["through_goal"] = (cell_row([*cells, onward[0]], gen_length), meta)
     return out
 
 
@@ -288,13 +346,33 @@ def test_validity_rejects_each_defect(task, train):
     kinds = Counter()
     for meta in train.meta[:80]:
         path = enumerate_shortest_paths(meta)[0]
-        for kind, row in defects(meta, path, task.gen_length).items():
+        assert len(path) >= 4
+        for kind, (row, m) in defects(meta, path, task.gen_length).items():
             assert len(row) == task.gen_length
+            assert slow_reward(m, row, task.gen_length) == 0.0, kind
             r = torch.tensor([row])
-            assert not task.is_valid(r, [meta]).item(), (kind, task.render(row))
-            assert task.reward(r, [meta]).item() == 0.0 and not task.is_correct(r, [meta]).item()
+            assert not task.is_valid(r, [m]).item(), (kind, task.render(row))
+            assert task.reward(r, [m]).item() == 0.0 and not task.is_correct(r, [m]).item()
             kinds[kind] += 1
-    assert kinds["wall"] > 40 and kinds["border"] > 40 and kinds["revisit"] == 80
+        # the same path is valid in its own maze
+        assert task.is_valid(batch(task, meta, [path]), [meta]).item()
+    assert kinds["wall"] == kinds["jump"] == kinds["revisit"] == kinds["revisit_start"] == 80
+    assert kinds["wall_step"] > 40 and kinds["border"] > 40 and kinds["through_goal"] > 10
+
+
+def test_wrapped_cell_ids_are_not_neighbours():
+    # 2 rows: cell 1 (top right) and cell 2 (bottom left) of a 2x2 grid differ by 1 but are not neighbours; the same
+    # for cells 3 and 4 of a 3x3 grid. A checker that compared ids only would accept these.
+    maze = Maze(2, (10, 6, 9, 5), 0, 2)  # 0-1 and 0-2 and 1-3 and 2-3 all open: a 4-cycle
+    maze.check()
+    assert response_moves([CELL0 + 1, CELL0 + 2, EOS, EOS], maze) is None
+    assert response_moves([CELL0 + 1, CELL0 + 3, CELL0 + 2, EOS], maze) == "RDL"
+    task = MazeTask(size=2, min_distance=1, min_shortest_paths=1, gen_length=4, extra_openings=1)
+    meta = task.meta_for(maze)
+    rows = torch.tensor(
+        [[CELL0 + 1, CELL0 + 2, EOS, EOS], [CELL0 + 1, CELL0 + 3, CELL0 + 2, EOS], [CELL0 + 2, EOS, EOS, EOS]]
+    )
+    assert task.reward(rows, [meta] * 3).tolist() == pytest.approx([0.0, 1 / 3, 1.0])
 
 
 def test_demonstrations_and_shortest_paths_are_valid(task, train):
@@ -305,25 +383,49 @@ def test_demonstrations_and_shortest_paths_are_valid(task, train):
     assert torch.allclose(task.reward(demos, train.meta), torch.tensor(expected), atol=1e-6, rtol=0)
     for meta in train.meta[:50]:
         shortest = enumerate_shortest_paths(meta)
-        assert task.is_valid(batch(task, shortest), [meta] * len(shortest)).all()
+        assert task.is_valid(batch(task, meta, shortest), [meta] * len(shortest)).all()
 
 
-@settings(max_examples=60, deadline=None)
+def test_response_cell_ids_are_the_prompt_cell_ids(task, train):
+    """Every response token before EOS is a token of the prompt, sitting right before that cell's walls."""
+    demos = task.demonstrations(train, torch.Generator().manual_seed(5))
+    for prompt, row, meta in zip(train.ids.tolist(), demos.tolist(), train.meta, strict=True):
+        cells = [t for t in row if t != EOS]
+        for prev, token in zip([CELL0 + meta["start"], *cells], cells, strict=False):
+            at = prompt.index(token)
+            assert at % 2 == 0 and prompt[at + 1] == WALL0 + meta["open"][token - CELL0]
+            # a step is a local check: prev's walls (next to prev in the prompt) open towards token
+            (r0, c0), (r1, c1) = divmod(prev - CELL0, task.size), divmod(token - CELL0, task.size)
+            move = next(m for m, d in DELTA.items() if d == (r1 - r0, c1 - c0))
+            assert (prompt[prompt.index(prev) + 1] - WALL0) & BIT[move]
+
+
+@settings(max_examples=80, deadline=None)
 @given(
-    st.lists(st.integers(-3, VOCAB_SIZE + 3), min_size=16, max_size=16),
+    st.lists(st.integers(-3, VOCAB_4X4 + 3), min_size=16, max_size=16),
     st.integers(0, 49),
-    st.booleans(),
+    st.integers(0, 2),
 )
-def test_reward_never_raises_and_matches_reference(tokens, which, movesish):
+def test_reward_never_raises_and_matches_reference(tokens, which, mode):
     task = MazeTask()
     meta = _hypothesis_prompts().meta[which]
-    if movesish:  # mostly moves and EOS, so that valid paths are hit too
-        tokens = [4 + t % 4 if t % 5 else EOS for t in tokens]
+    if mode == 1:  # mostly cell ids and EOS
+        tokens = [CELL0 + t % 16 if t % 5 else EOS for t in tokens]
+    elif mode == 2:  # a walk through open passages that stops at the goal, so that valid paths are hit too
+        adj, cell, walk = adjacency(meta), meta["start"], []
+        for t in tokens:
+            if cell == meta["goal"]:
+                break
+            options = sorted(adj[cell].values())
+            cell = options[t % len(options)]
+            walk.append(cell)
+        tokens = cell_row(walk, 16)
     r = task.reward(torch.tensor([tokens]), [meta])
     assert r.shape == (1,) and 0.0 <= r.item() <= 1.0
     assert r.item() == pytest.approx(slow_reward(meta, tokens, task.gen_length), abs=1e-6)
     assert task.is_valid(torch.tensor([tokens]), [meta]).item() == (r.item() > 0)
-    assert isinstance(path_key(tokens), str) and isinstance(task.render(tokens), str)
+    assert isinstance(path_key(tokens), str) and isinstance(path_key(tokens, meta), str)
+    assert parse_render(task.render(tokens)) == tokens
 
 
 _CACHE: dict[str, object] = {}
@@ -337,10 +439,11 @@ def _hypothesis_prompts():
 
 def test_random_tensors_never_raise(task, train):
     g = torch.Generator().manual_seed(0)
-    responses = torch.randint(-5, VOCAB_SIZE + 5, (len(train), task.gen_length), generator=g)
+    responses = torch.randint(-5, task.vocab_size + 5, (len(train), task.gen_length), generator=g)
     assert task.reward(responses, train.meta).shape == (len(train),)
     assert task.is_valid(responses, train.meta).dtype == torch.bool
     assert task.reward(responses[:0], []).shape == (0,)
+    assert task.reward(responses[0], train.meta[:1]).shape == (1,)  # a single unbatched row
 
 
 # ------------------------------------------------------------------------------------------------- prompts
@@ -374,9 +477,12 @@ def test_train_and_test_are_disjoint(task):
             assert hashlib.sha256(key.encode()).digest()[0] % 2 == (split == "test")
 
 
-def test_prompts_are_fast(task):
+def test_prompts_and_demonstrations_are_fast(task):
     t0 = time.perf_counter()
-    task.prompts(2000, split="test", seed=11)
+    prompts = task.prompts(2000, split="test", seed=11)
+    assert time.perf_counter() - t0 < 3.0
+    t0 = time.perf_counter()
+    task.demonstrations(prompts, torch.Generator().manual_seed(0))
     assert time.perf_counter() - t0 < 3.0
 
 
@@ -390,7 +496,8 @@ def test_demonstrations_deterministic_diverse_mostly_not_shortest(task):
     assert not torch.equal(demos, task.demonstrations(prompts, torch.Generator().manual_seed(2)))
     shortest = task.is_correct(demos, prompts.meta).float().mean().item()
     assert abs(shortest - task.p_shortest_demo) < 0.04  # 1000 draws: 4 standard deviations
-    lengths = [len(response_moves(row)) for row in demos]
+    lengths = [len(response_cells(row, task.size)) for row in demos]
+    assert lengths == [len(response_moves(row, m)) for row, m in zip(demos, prompts.meta, strict=True)]
     assert max(lengths) <= task.gen_length and sum(lengths) / len(lengths) > 6
 
 
@@ -398,7 +505,7 @@ def test_demonstrations_match_the_exact_distribution(task, train):
     g = torch.Generator().manual_seed(3)
     for meta in train.meta[:3]:
         repeated = type(train)(train.ids[:1].repeat(3000, 1), train.attention_mask[:1].repeat(3000, 1), [meta] * 3000)
-        counts = Counter(path_key(row) for row in task.demonstrations(repeated, g))
+        counts = Counter(path_key(row, meta) for row in task.demonstrations(repeated, g))
         exact = task.demo_distribution(meta)
         assert set(counts) <= set(exact)
         assert len(counts) >= min(6, len(exact))  # many distinct paths
@@ -442,41 +549,77 @@ def test_prompt_encode_decode_and_render_round_trip(task, train):
         assert maze == Maze.from_meta(meta)
         assert encode_prompt(maze) == ids.tolist()
         text = task.render(ids.tolist())
-        assert parse_render(text) == ids.tolist()
-        assert text.count("S") == 1 and text.count("G") == 1 and text.endswith("|")
+        assert parse_render(text) == ids.tolist() and render_tokens(ids.tolist()) == text
+        words = text.split()
+        assert words[-5:] == ["S", str(meta["start"]), "G", str(meta["goal"]), "|"]
+        assert words[0:32:2] == [str(c) for c in range(16)]
+        assert all(set(w) <= set("UDLR-") for w in words[1:32:2])
         picture = draw(meta, enumerate_shortest_paths(meta)[0])
         assert len(picture.splitlines()) == 2 * task.size + 1
         assert picture.count("*") == meta["shortest_length"] - 1
     assert decode_prompt([PAD, PAD, *train.ids[0].tolist()]) == Maze.from_meta(train.meta[0])
-    garbage = [PAD, MASK, SEP, EOS, 4, 5, 6, 7, 8, 30, 55, 56, -2, 1000]
-    assert parse_render(task.render(garbage)) == garbage
+    assert task.render(encode_prompt(Maze(2, (10, 6, 9, 5), 0, 3))) == "0 DR 1 DL 2 UR 3 UL S 0 G 3 |"
+    garbage = [PAD, MASK, SEP, EOS, START, GOAL, WALL0, WALL0 + 15, CELL0, CELL0 + 15, CELL0 + 16, 1000, -2]
+    assert task.render(garbage) == "_ ? | . S G - UDLR 0 15 <38> <1000> <-2>"
+    assert render_tokens(garbage) == "_ ? | . S G - UDLR 0 15 16 978 <-2>"  # no size: every id from 22 is a cell
+    assert parse_render(task.render(garbage)) == garbage == parse_render(render_tokens(garbage))
+    with pytest.raises(ValueError):
+        parse_render("0 x")
 
 
 def test_decode_prompt_rejects_malformed(train):
     ids = train.ids[0].tolist()
+    meta = train.meta[0]
     with pytest.raises(ValueError, match="SEP"):
         decode_prompt(ids[:-1])
     with pytest.raises(ValueError):
-        decode_prompt(ids[1:])  # 15 cells: not a square
-    two_starts = list(ids)
-    two_starts[ids.index(next(t for t in ids if 8 <= t < 24))] += 16
-    with pytest.raises(ValueError, match="start"):
-        decode_prompt(two_starts)
+        decode_prompt(ids[2:])  # one cell missing
+    swapped = list(ids)
+    swapped[0], swapped[2] = swapped[2], swapped[0]  # cell ids out of order
+    with pytest.raises(ValueError, match="row-major"):
+        decode_prompt(swapped)
+    no_walls = list(ids)
+    no_walls[1] = CELL0 + 1
+    with pytest.raises(ValueError, match="wall"):
+        decode_prompt(no_walls)
+    for at, bad in ((32, GOAL), (33, WALL0), (34, START), (35, CELL0 + 16)):
+        broken = list(ids)
+        broken[at] = bad
+        with pytest.raises(ValueError, match="START"):
+            decode_prompt(broken)
+    same = list(ids)
+    same[35] = CELL0 + meta["start"]
+    with pytest.raises(ValueError, match="different"):
+        decode_prompt(same)
     asymmetric = list(ids)
-    asymmetric[0] = (asymmetric[0] - 8) // 16 * 16 + 8 + ((asymmetric[0] - 8) % 16 ^ 8)  # toggle cell 0's right side
+    asymmetric[1] = WALL0 + ((ids[1] - WALL0) ^ 8)  # toggle cell 0's right side
     with pytest.raises(ValueError, match="wall"):
         decode_prompt(asymmetric)
 
 
-def test_path_key_and_response_moves(task):
-    row = moves_to_response("RRDL", task.gen_length)
-    assert path_key(row) == "RRDL" == response_moves(row) == path_key(torch.tensor(row))
-    assert len(row) == task.gen_length and row[4:] == [EOS] * (task.gen_length - 4)
-    assert response_moves([*row[:5], 4, *row[6:]]) is None
-    assert path_key([4, PAD, EOS, 5]) == "U_"
-    assert response_moves([4] * task.gen_length) == "U" * task.gen_length
+def test_path_key_and_response_moves(task, train):
+    meta = train.meta[0]
+    for path in enumerate_valid_paths(meta, task.gen_length):
+        row = moves_to_response(meta, path, task.gen_length)
+        assert row == cell_row(path_cells(meta, path), task.gen_length)
+        assert path_key(row, meta) == path == response_moves(row, meta) == path_key(torch.tensor(row), meta)
+        assert path_key(row) == " ".join(str(c) for c in path_cells(meta, path))  # no maze: the rendered cells
+        assert response_cells(row, task.size) == path_cells(meta, path)
+    maze = Maze(4, (0,) * 16, 5, 10)  # grid arithmetic only: walls do not matter to these helpers
+    row = moves_to_response(maze, "RDL", task.gen_length)
+    assert row[:4] == [CELL0 + 6, CELL0 + 10, CELL0 + 9, EOS] and len(row) == task.gen_length
+    assert response_moves(row, maze) == "RDL" and path_key(row, maze) == "6 10 9"  # crosses walls: invalid
+    assert response_moves([*row[:4], CELL0, *row[5:]], maze) is None  # a cell after EOS
+    assert response_moves([CELL0 + 7, *row[1:]], maze) is None  # 5 -> 7 is a jump
+    assert response_moves([CELL0 + 6] * task.gen_length, maze) is None
+    assert response_moves([EOS] * task.gen_length, maze) == ""
+    assert path_key([CELL0 + 1, PAD, EOS, CELL0]) == "1 _"
+    assert path_key([CELL0 + 1, WALL0 + 3, EOS], maze) == "1 UD"
     with pytest.raises(ValueError):
-        moves_to_response("U" * (task.gen_length + 1), task.gen_length)
+        moves_to_response(maze, "R" * (task.gen_length + 1), task.gen_length)
+    for bad in ("U" * 2, "RRR", "X"):  # leaving the grid (up from row 1, right from column 1), not a move
+        with pytest.raises(ValueError):
+            moves_to_response(maze, bad, task.gen_length)
 
 
 # ------------------------------------------------------------------------------------------------ registry
@@ -486,9 +629,10 @@ def test_registry_and_options():
     assert TASKS["maze"] is MazeTask
     task = get_task("maze", size=5, extra_openings=6)
     assert isinstance(task, MazeTask) and task.name == "maze"
-    assert (task.size, task.gen_length, task.prompt_length, task.mask_token_id) == (5, 24, 26, MASK)
+    assert (task.size, task.gen_length, task.prompt_length, task.mask_token_id) == (5, 24, 55, MASK)
+    assert task.vocab_size == CELL0 + 25
     default = MazeTask()
-    assert (default.size, default.gen_length, default.prompt_length, default.vocab_size) == (4, 16, 17, 56)
+    assert (default.size, default.gen_length, default.prompt_length, default.vocab_size) == (4, 16, 37, VOCAB_4X4)
     for bad in ({"size": 1}, {"extra_openings": 10}, {"p_shortest_demo": 1.5}, {"goal_bias": -1}, {"min_distance": 0}):
         with pytest.raises(ValueError):
             MazeTask(**bad)

@@ -45,12 +45,12 @@ class MazeStudyConfig:
     model: TinyModelConfig = field(
         default_factory=lambda: TinyModelConfig(hidden_size=128, num_layers=4, intermediate_size=256, max_length=64)
     )
-    pretrain_steps: int = 1500
+    pretrain_steps: int = 1200
     pretrain_lr: float = 2e-3
     # DTM arms: a_end reached in a_end / small_h phases, or in one phase; the same steps in total per arm.
     a_end: float = 12.0
     small_h: float = 3.0
-    total_steps: int = 80
+    total_steps: int = 60
     controls: list[str] = field(default_factory=lambda: ["0", "1", "adaptive"])
     lr: float = 1e-3
     buffer_prompts: int = 64
@@ -58,10 +58,10 @@ class MazeStudyConfig:
     micro_batch: int = 32
     sampling: SamplingConfig = field(default_factory=lambda: SamplingConfig(gen_length=16, block_length=4, steps=16))
     # Evaluation.
-    eval_mazes: int = 64
+    eval_mazes: int = 48
     samples_per_maze: int = 8
     tv_mazes: int = 4
-    tv_samples: int = 400
+    tv_samples: int = 300
 
     def __post_init__(self) -> None:
         check(self.a_end >= self.small_h > 0, "small_h", f"must be in (0, a_end={self.a_end}], got {self.small_h}")
@@ -131,7 +131,10 @@ def sample_paths(
     repeated = prompts.select(torch.arange(len(prompts)).repeat_interleave(k))
     responses = rollout(model, repeated, sampling, torch.Generator().manual_seed(seed))
     rewards = task.reward(responses, repeated.meta)
-    flat = [path_key(row) if r > 0 else INVALID for row, r in zip(responses, rewards.tolist(), strict=True)]
+    flat = [
+        path_key(row, meta) if r > 0 else INVALID
+        for row, r, meta in zip(responses, rewards.tolist(), repeated.meta, strict=True)
+    ]
     keys = [flat[i * k : (i + 1) * k] for i in range(len(prompts))]
     rewards = rewards.view(len(prompts), k)
     reward_of = [dict(zip(maze_keys, r.tolist(), strict=True)) for maze_keys, r in zip(keys, rewards, strict=True)]

@@ -16,18 +16,28 @@ from a ``random.Random`` seeded by ``(split, seed)`` and keeps those of its spli
 by construction and a call is deterministic (and the first ``k`` of ``n`` prompts are the ``k`` prompts of that seed).
 Mazes may repeat inside one split.
 
-Tokens. ``PAD=0, MASK=1, SEP=2, EOS=3``; moves ``U=4, D=5, L=6, R=7`` (up = row - 1, down = row + 1, left =
-col - 1, right = col + 1). Cell tokens ``8 + 16 * role + open`` where ``open`` is the 4-bit mask of the cell's open
-sides (bit ``m`` for move ``m``: U=1, D=2, L=4, R=8) and ``role`` is 0 for a plain cell, 1 for the start and 2 for the
-goal; ``vocab_size = 56``. Prompt: the ``size**2`` cell tokens in row-major order then ``SEP`` (17 tokens for 4 x 4,
-no padding). Response: a move sequence, then ``EOS`` up to ``gen_length`` (default: the smallest multiple of 4 that
-holds every simple path, ``size**2 - 1`` moves: 16 for 4 x 4, so the budget never cuts a simple path there).
+Tokens. ``PAD=0, MASK=1, SEP=2, EOS=3``; the markers ``START=4`` and ``GOAL=5``; 16 wall-pattern tokens
+``WALL0 + open = 6 + open`` where ``open`` is the 4-bit mask of a cell's open sides (bit ``m`` for move ``m``: U=1,
+D=2, L=4, R=8; up = row - 1, down = row + 1, left = col - 1, right = col + 1); and ``size**2`` cell-id tokens
+``CELL0 + cell = 22 + cell``. So ``vocab_size = 22 + size**2`` (38 for 4 x 4, :func:`vocab_size_for`). Moves have no
+tokens: move strings (``"RRDL"``) stay the canonical text form of a path (enumeration, distributions, metrics).
 
-Validity. A response is valid iff its tokens up to the first ``EOS`` (all of them if there is none) are moves, every
-token after the first ``EOS`` is ``EOS``, the moves never leave the grid, cross a wall or revisit a cell, and the path
-ends at the goal. Paths are required to be *simple* (no revisits) so that the valid responses are exactly the simple
-start -> goal paths of at most ``gen_length`` moves: :func:`enumerate_valid_paths` lists the whole support of the
-reward, which makes exact tilted targets computable. (A simple path cannot pass through the goal and come back.)
+* Prompt: for every cell in row-major order the pair ``[cell id, wall pattern]``, then
+  ``[START, start id, GOAL, goal id, SEP]``: ``2 * size**2 + 5`` tokens (37 for 4 x 4, no padding).
+* Response: the ids of the cells the path visits after the start, the last one the goal (a path of ``L`` moves is
+  ``L`` cell tokens), then ``EOS`` up to ``gen_length`` (default: the smallest multiple of 4 that holds every simple
+  path, ``size**2 - 1`` moves: 16 for 4 x 4, so the budget never cuts a simple path there).
+
+A cell id is the same token in the prompt and in the response, so checking a step is local and content-addressable:
+the walls of the current cell sit right after its id in the prompt, and the next cell must be one of its grid
+neighbours through an open side.
+
+Validity. A response is valid iff its tokens up to the first ``EOS`` (all of them if there is none) are cell ids,
+every token after the first ``EOS`` is ``EOS``, each cell (the first one compared with the start) is a grid neighbour
+of the previous one with an open side between them, no cell is visited twice (the start counts as visited) and the
+last cell is the goal. Paths are required to be *simple* (no revisits) so that the valid responses are exactly the
+simple start -> goal paths of at most ``gen_length`` moves: :func:`enumerate_valid_paths` lists the whole support of
+the reward, which makes exact tilted targets computable. (A simple path cannot pass through the goal and come back.)
 
 Reward, in [0, 1]: 0 for an invalid response, ``shortest_length / path_length`` for a valid one (1 exactly for a
 shortest path, strictly between 0 and 1 for a longer one). ``is_correct``: valid and of shortest length.
@@ -56,8 +66,9 @@ probability 0.2 on average.
 
 Helpers: :func:`shortest_distance`, :func:`count_shortest_paths` (BFS layer DP), :func:`enumerate_shortest_paths`,
 :func:`enumerate_valid_paths` (DFS with a distance bound), :func:`path_key` (a hashable path for diversity metrics),
-:func:`encode_prompt` / :func:`decode_prompt`, :func:`parse_render` (inverse of ``render``) and :func:`draw`.
-Functions taking a ``maze`` accept a :class:`Maze` or a prompt's ``meta`` dict.
+:func:`moves_to_response` / :func:`response_moves` (move string <-> response tokens), :func:`encode_prompt` /
+:func:`decode_prompt`, :func:`render_tokens` / :func:`parse_render` and :func:`draw`. Functions taking a ``maze``
+accept a :class:`Maze` or a prompt's ``meta`` dict.
 """
 
 from __future__ import annotations
@@ -75,17 +86,25 @@ import torch
 from dtm.tasks.base import PromptBatch
 
 PAD, MASK, SEP, EOS = 0, 1, 2, 3
-MOVE0 = 4
+START, GOAL = 4, 5
+NUM_PATTERNS = 16
+WALL0 = 6
+CELL0 = WALL0 + NUM_PATTERNS
 MOVES = "UDLR"
 UP, DOWN, LEFT, RIGHT = 0, 1, 2, 3
 OPPOSITE = (DOWN, UP, RIGHT, LEFT)
-CELL0 = MOVE0 + len(MOVES)
-NUM_PATTERNS = 16
-ROLE_PLAIN, ROLE_START, ROLE_GOAL = 0, 1, 2
-VOCAB_SIZE = CELL0 + 3 * NUM_PATTERNS
 SPLIT_PARITY = {"train": 0, "test": 1}
-_SPECIAL_TEXT = {PAD: "_", MASK: "?", SEP: "|", EOS: "."}
-_ROLE_PREFIX = ("", "S", "G")
+_SPECIAL_TEXT = {PAD: "_", MASK: "?", SEP: "|", EOS: ".", START: "S", GOAL: "G"}
+
+
+def vocab_size_for(size: int) -> int:
+    """Vocabulary of a ``size x size`` maze: special tokens, markers, wall patterns and ``size**2`` cell ids."""
+    return CELL0 + size * size
+
+
+def prompt_length_for(size: int) -> int:
+    """``[cell id, wall pattern]`` per cell, then ``START, start, GOAL, goal, SEP``."""
+    return 2 * size * size + 5
 
 
 @dataclass(frozen=True)
@@ -295,95 +314,149 @@ def is_valid_path(maze: Maze | Mapping[str, Any], moves: str, max_len: int | Non
 # --------------------------------------------------------------------------------------------- token encoding
 
 
-def response_moves(row: Sequence[int] | torch.Tensor) -> str | None:
-    """The move string of a well-formed response (moves, then only EOS), or None if it is malformed."""
-    tokens = row.tolist() if isinstance(row, torch.Tensor) else [int(t) for t in row]
+def _tokens(row: Sequence[int] | torch.Tensor) -> list[int]:
+    return row.tolist() if isinstance(row, torch.Tensor) else [int(t) for t in row]
+
+
+def _grid_move(size: int, a: int, b: int) -> str | None:
+    """The move from cell ``a`` to cell ``b`` (both in the grid) if they are grid neighbours, else None (walls are
+    not looked at)."""
+    (ra, ca), (rb, cb) = divmod(a, size), divmod(b, size)
+    return {(-1, 0): "U", (1, 0): "D", (0, -1): "L", (0, 1): "R"}.get((rb - ra, cb - ca))
+
+
+def response_cells(row: Sequence[int] | torch.Tensor, size: int) -> list[int] | None:
+    """The cells of a well-formed response of a ``size x size`` maze (cell ids, then only EOS), or None."""
+    tokens = _tokens(row)
     end = tokens.index(EOS) if EOS in tokens else len(tokens)
-    if any(t != EOS for t in tokens[end:]) or not all(MOVE0 <= t < MOVE0 + 4 for t in tokens[:end]):
+    last = CELL0 + size * size
+    if any(t != EOS for t in tokens[end:]) or not all(CELL0 <= t < last for t in tokens[:end]):
         return None
-    return "".join(MOVES[t - MOVE0] for t in tokens[:end])
+    return [t - CELL0 for t in tokens[:end]]
 
 
-def path_key(row: Sequence[int] | torch.Tensor) -> str:
-    """A hashable key of the path a response describes, for diversity metrics: the rendered tokens up to the first
-    EOS (for a valid response, exactly its move string, e.g. ``"RDRD"``)."""
-    tokens = row.tolist() if isinstance(row, torch.Tensor) else [int(t) for t in row]
+def response_moves(row: Sequence[int] | torch.Tensor, maze: Maze | Mapping[str, Any]) -> str | None:
+    """The move string of a response (from the maze's start), or None if it is malformed (a token before the first
+    EOS that is not a cell id, a non-EOS token after it) or a step is not between grid neighbours. Walls, revisits
+    and the goal are not checked: :func:`is_valid_path` does that on the move string."""
+    maze = as_maze(maze)
+    cells = response_cells(row, maze.size)
+    if cells is None:
+        return None
+    moves = []
+    for a, b in zip([maze.start, *cells], cells, strict=False):
+        move = _grid_move(maze.size, a, b)
+        if move is None:
+            return None
+        moves.append(move)
+    return "".join(moves)
+
+
+def path_key(row: Sequence[int] | torch.Tensor, maze: Maze | Mapping[str, Any] | None = None) -> str:
+    """A hashable key of the path a response describes, for diversity metrics. With the maze, a valid response's key
+    is its move string (e.g. ``"RDRD"``, the keys of :meth:`MazeTask.demo_distribution`); otherwise (no maze, or an
+    invalid response) it is the rendering of the tokens up to the first EOS (e.g. ``"1 5 6 10"``), which is also
+    one key per path within a maze."""
+    tokens = _tokens(row)
+    size = None
+    if maze is not None:
+        maze = as_maze(maze)
+        size = maze.size
+        moves = response_moves(tokens, maze)
+        if moves is not None and is_valid_path(maze, moves):
+            return moves
     end = tokens.index(EOS) if EOS in tokens else len(tokens)
-    return render_tokens(tokens[:end])
+    return render_tokens(tokens[:end], size)
 
 
-def moves_to_response(moves: str, gen_length: int) -> list[int]:
-    """Token ids of a move string padded with EOS to ``gen_length``."""
+def moves_to_response(maze: Maze | Mapping[str, Any], moves: str, gen_length: int) -> list[int]:
+    """Token ids of a move string from the maze's start: the cell ids it visits (walls are ignored, so wall crossings
+    can be encoded), padded with EOS to ``gen_length``. Raises ValueError if a move leaves the grid or the path does
+    not fit."""
+    maze = as_maze(maze)
     if len(moves) > gen_length:
         raise ValueError(f"{len(moves)} moves do not fit in gen_length {gen_length}")
-    return [MOVE0 + MOVES.index(ch) for ch in moves] + [EOS] * (gen_length - len(moves))
+    s, cell, ids = maze.size, maze.start, []
+    for ch in moves:
+        m = MOVES.find(ch)
+        row, col = divmod(cell, s)
+        if m < 0 or not (row > 0, row < s - 1, col > 0, col < s - 1)[m]:
+            raise ValueError(f"move {ch!r} from cell {cell} does not stay in the {s}x{s} grid")
+        cell += (-s, s, -1, 1)[m]
+        ids.append(CELL0 + cell)
+    return ids + [EOS] * (gen_length - len(moves))
 
 
 def encode_prompt(maze: Maze | Mapping[str, Any]) -> list[int]:
-    """Cell tokens (open mask and role) in row-major order, then SEP."""
+    """``[cell id, wall pattern]`` per cell in row-major order, then ``START, start id, GOAL, goal id, SEP``."""
     maze = as_maze(maze)
-    roles = [ROLE_PLAIN] * maze.num_cells
-    roles[maze.start], roles[maze.goal] = ROLE_START, ROLE_GOAL
-    return [CELL0 + NUM_PATTERNS * r + o for r, o in zip(roles, maze.open, strict=True)] + [SEP]
+    ids = [t for cell, o in enumerate(maze.open) for t in (CELL0 + cell, WALL0 + o)]
+    return [*ids, START, CELL0 + maze.start, GOAL, CELL0 + maze.goal, SEP]
 
 
 def decode_prompt(ids: Sequence[int] | torch.Tensor) -> Maze:
     """Inverse of :func:`encode_prompt` (leading PAD tokens are ignored); raises ValueError on a malformed prompt."""
-    tokens = ids.tolist() if isinstance(ids, torch.Tensor) else [int(t) for t in ids]
+    tokens = _tokens(ids)
     while tokens and tokens[0] == PAD:
         tokens.pop(0)
     if not tokens or tokens[-1] != SEP:
         raise ValueError("a maze prompt ends with SEP")
-    cells = tokens[:-1]
-    size = math.isqrt(len(cells))
-    if size * size != len(cells) or not all(CELL0 <= t < VOCAB_SIZE for t in cells):
-        raise ValueError(f"a maze prompt is size**2 cell tokens then SEP, got {len(cells)} tokens before SEP")
-    roles = [(t - CELL0) // NUM_PATTERNS for t in cells]
-    if roles.count(ROLE_START) != 1 or roles.count(ROLE_GOAL) != 1:
-        raise ValueError("a maze prompt has exactly one start and one goal cell")
-    maze = Maze(size, tuple((t - CELL0) % NUM_PATTERNS for t in cells), roles.index(ROLE_START), roles.index(ROLE_GOAL))
+    size = math.isqrt(max(len(tokens) - 5, 0) // 2)
+    n = size * size
+    if len(tokens) != prompt_length_for(size) or size < 2:
+        raise ValueError(f"a maze prompt is 2 * size**2 + 5 tokens (size >= 2), got {len(tokens)}")
+    if tokens[: 2 * n : 2] != [CELL0 + cell for cell in range(n)]:
+        raise ValueError("a maze prompt lists the cell ids in row-major order, each followed by its wall pattern")
+    walls = tokens[1 : 2 * n : 2]
+    if not all(WALL0 <= t < WALL0 + NUM_PATTERNS for t in walls):
+        raise ValueError("a maze prompt has a wall-pattern token after every cell id")
+    marker, start, goal_marker, goal = tokens[2 * n : 2 * n + 4]
+    if marker != START or goal_marker != GOAL or not (CELL0 <= start < CELL0 + n and CELL0 <= goal < CELL0 + n):
+        raise ValueError("a maze prompt ends with START, start cell id, GOAL, goal cell id, SEP")
+    maze = Maze(size, tuple(t - WALL0 for t in walls), start - CELL0, goal - CELL0)
     maze.check()
     return maze
 
 
-def render_tokens(ids: Sequence[int]) -> str:
-    """One line: ``_ ? | .`` for PAD, MASK, SEP, EOS; ``UDLR`` for moves; a cell as the hex digit of its open mask,
-    prefixed by ``S`` (start) or ``G`` (goal); any other id as ``<id>``. :func:`parse_render` inverts it."""
+def _wall_text(o: int) -> str:
+    return "".join(ch for m, ch in enumerate(MOVES) if o >> m & 1) or "-"
+
+
+def render_tokens(ids: Sequence[int], size: int | None = None) -> str:
+    """Space-separated words: ``_ ? | . S G`` for PAD, MASK, SEP, EOS, START, GOAL; a wall pattern as its open sides
+    (``"DR"``, ``"-"`` for none); a cell id as the cell's number; any other id as ``<id>`` (with ``size``, ids past
+    the ``size**2`` cells too; without it every id from ``CELL0`` on reads as a cell). :func:`parse_render` inverts
+    it."""
+    last = None if size is None else CELL0 + size * size
     out = []
     for t in (int(i) for i in ids):
         if t in _SPECIAL_TEXT:
             out.append(_SPECIAL_TEXT[t])
-        elif MOVE0 <= t < MOVE0 + 4:
-            out.append(MOVES[t - MOVE0])
-        elif CELL0 <= t < VOCAB_SIZE:
-            role, o = divmod(t - CELL0, NUM_PATTERNS)
-            out.append(f"{_ROLE_PREFIX[role]}{o:x}")
+        elif WALL0 <= t < CELL0:
+            out.append(_wall_text(t - WALL0))
+        elif t >= CELL0 and (last is None or t < last):
+            out.append(str(t - CELL0))
         else:
             out.append(f"<{t}>")
-    return "".join(out)
+    return " ".join(out)
 
 
 def parse_render(text: str) -> list[int]:
-    """Token ids of a :func:`render_tokens` string."""
+    """Token ids of a :func:`render_tokens` string; raises ValueError on a word it cannot have written."""
     special = {v: k for k, v in _SPECIAL_TEXT.items()}
+    walls = {_wall_text(o): WALL0 + o for o in range(NUM_PATTERNS)}
     ids: list[int] = []
-    i = 0
-    while i < len(text):
-        ch = text[i]
-        if ch in special:
-            ids.append(special[ch])
-        elif ch in MOVES:
-            ids.append(MOVE0 + MOVES.index(ch))
-        elif ch in "SG":
-            i += 1
-            ids.append(CELL0 + NUM_PATTERNS * (1 + (ch == "G")) + int(text[i], 16))
-        elif ch == "<":
-            close = text.index(">", i)
-            ids.append(int(text[i + 1 : close]))
-            i = close
+    for word in text.split():
+        if word in special:
+            ids.append(special[word])
+        elif word in walls:
+            ids.append(walls[word])
+        elif word.isdigit():
+            ids.append(CELL0 + int(word))
+        elif word.startswith("<") and word.endswith(">"):
+            ids.append(int(word[1:-1]))
         else:
-            ids.append(CELL0 + int(ch, 16))
-        i += 1
+            raise ValueError(f"not a rendered maze token: {word!r}")
     return ids
 
 
@@ -451,7 +524,6 @@ class MazeTask:
 
     name = "maze"
     mask_token_id = MASK
-    vocab_size = VOCAB_SIZE
 
     def __init__(
         self,
@@ -483,7 +555,8 @@ class MazeTask:
         self.p_shortest_demo = p_shortest_demo
         self.goal_bias = goal_bias
         self.max_walk_tries = max_walk_tries
-        self.prompt_length = size * size + 1
+        self.prompt_length = prompt_length_for(size)
+        self.vocab_size = vocab_size_for(size)
 
     # ---------------------------------------------------------------------------------------------- prompts
 
@@ -572,7 +645,7 @@ class MazeTask:
             if not shortest and not has_longer_path(maze, shortest_distance(maze), self.gen_length):
                 shortest = True  # only for hand-made mazes: drawn ones always have a longer path
             moves = self.sample_shortest(maze, rng) if shortest else self.sample_walk(maze, rng)
-            rows.append(moves_to_response(moves, self.gen_length))
+            rows.append(moves_to_response(maze, moves, self.gen_length))
         return torch.tensor(rows, dtype=torch.long).reshape(len(prompts), self.gen_length)
 
     def walk_weight(self, maze: Maze | Mapping[str, Any], moves: str) -> float:
@@ -618,8 +691,9 @@ class MazeTask:
         rows = (responses.unsqueeze(0) if responses.dim() == 1 else responses).tolist()
         out: list[int | None] = []
         for row, m in zip(rows, meta, strict=True):
-            moves = response_moves(row)
-            ok = moves is not None and is_valid_path(Maze.from_meta(m), moves, self.gen_length)
+            maze = Maze.from_meta(m)
+            moves = response_moves(row, maze)
+            ok = moves is not None and is_valid_path(maze, moves, self.gen_length)
             out.append(len(moves) if ok and moves is not None else None)
         return out
 
@@ -637,4 +711,4 @@ class MazeTask:
         return torch.tensor([n == _shortest(m) for n, m in zip(lengths, meta, strict=True)], dtype=torch.bool)
 
     def render(self, ids: Sequence[int]) -> str:
-        return render_tokens(ids)
+        return render_tokens(ids, self.size)
