@@ -185,3 +185,11 @@ def test_demo_quick_writes_results(tmp_path, capsys):
     assert result["exact_p_increment"]["dtm"] == pytest.approx(task.tilted_increment_probability(result["a_end"]))
     assert (out / "pretrain" / "model" / "config.json").is_file()
     assert result["dtm"]["reward"] > result["base"]["reward"]  # tilting towards the reward raises it
+
+
+def test_overrides_after_options_are_applied(tmp_path, config_file, capsys):
+    out = tmp_path / "run"
+    main(["pretrain", "--config", str(config_file), "--no-progress", f"output_dir={out}", "steps=2"])
+    assert load_config(PretrainConfig, out / "config.yaml").steps == 2
+    assert exit_code(["pretrain", "--config", str(config_file), "--no-progress", "--bogus"]) == 2
+    assert "unrecognized arguments: --bogus" in capsys.readouterr().err
