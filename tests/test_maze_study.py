@@ -62,7 +62,7 @@ def test_study_smoke_run_writes_every_output(tmp_path):
         buffer_prompts=8,
         buffer_completions=2,
         micro_batch=8,
-        sampling=SamplingConfig(gen_length=16, block_length=4, steps=16, batch_size=256),
+        sampling=SamplingConfig(gen_length=8, block_length=4, steps=8, batch_size=256),
         eval_mazes=4,
         samples_per_maze=4,
         tv_mazes=2,
