@@ -17,13 +17,7 @@ Z = 5.0  # tolerance in standard errors for frequency checks
 SAR_SHAPES = [(G, B) for G in (4, 8, 12) for B in range(1, G + 1) if G % B == 0]
 
 
-@pytest.fixture(autouse=True, scope="module")
-def _single_thread():
-    """The tensors here are tiny: intra-op threads only add overhead (severe on a loaded machine)."""
-    previous = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(previous)
+pytestmark = pytest.mark.usefixtures("single_thread")
 
 
 def random_response(rows: int, length: int, seed: int) -> torch.Tensor:

@@ -310,7 +310,16 @@ def write_outputs(out: Path, cfg: MazeStudyConfig, results: dict[str, Any], curv
     (out / "report.md").write_text("\n".join(report))
 
 
+def _save(fig, path: Path) -> None:
+    import matplotlib.pyplot as plt
+
+    fig.tight_layout()
+    fig.savefig(path, dpi=120)
+    plt.close(fig)
+
+
 def plot_figures(out: Path, results: dict[str, Any], curves: dict[str, Any]) -> None:
+    """Reward vs step per arm, diversity vs reward, and TV to the exact target."""
     import matplotlib
 
     matplotlib.use("Agg")
@@ -322,24 +331,18 @@ def plot_figures(out: Path, results: dict[str, Any], curves: dict[str, Any]) -> 
     ax.axhline(results["base"]["mean_reward"], color="gray", linewidth=0.8, label="base (held-out)")
     ax.set(xlabel="optimizer step", ylabel="buffer mean reward (teacher rollouts)", title="Reward during training")
     ax.legend(fontsize=7)
-    fig.tight_layout()
-    fig.savefig(out / "reward_vs_step.png", dpi=120)
-    plt.close(fig)
+    _save(fig, out / "reward_vs_step.png")
 
     fig, ax = plt.subplots(figsize=(5.5, 4))
     for name, row in results.items():
         ax.scatter(row["mean_reward"], row["shortest_entropy"], label=name, marker="s" if name == "base" else "o")
     ax.set(xlabel="held-out mean reward", ylabel="normalised entropy over shortest paths", title="Diversity vs reward")
     ax.legend(fontsize=7)
-    fig.tight_layout()
-    fig.savefig(out / "diversity_vs_reward.png", dpi=120)
-    plt.close(fig)
+    _save(fig, out / "diversity_vs_reward.png")
 
     fig, ax = plt.subplots(figsize=(7, 4))
     names = list(results)
     ax.bar(range(len(names)), [results[n]["tv_to_target"] for n in names], color="tab:blue")
     ax.set_xticks(range(len(names)), names, rotation=30, ha="right", fontsize=7)
     ax.set(ylabel="TV to exact tilted target", title="Distance to rho_a (base: sampling noise floor)")
-    fig.tight_layout()
-    fig.savefig(out / "tv_to_target.png", dpi=120)
-    plt.close(fig)
+    _save(fig, out / "tv_to_target.png")
