@@ -150,8 +150,7 @@ def _coerce(value: Any, tp: Any, key: str, source: str | None) -> Any:
             else:
                 item_types = (args[0] if args else Any,) * len(value)
             items = [
-                _coerce(v, t, f"{key}[{i}]", source)
-                for i, (v, t) in enumerate(zip(value, item_types, strict=True))
+                _coerce(v, t, f"{key}[{i}]", source) for i, (v, t) in enumerate(zip(value, item_types, strict=True))
             ]
             return tuple(items) if tuple in (origin, tp) else items
     elif origin is dict or tp is dict:

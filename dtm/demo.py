@@ -9,13 +9,14 @@ from typing import Any
 
 import torch
 
+from dtm.models.base import DiffusionLM
 from dtm.sampling import SamplingConfig, rollout
 from dtm.tasks.increment import IncrementTask
 from dtm.training.dtm import DTMConfig, DTMTrainer
 from dtm.training.pretrain import PretrainConfig, pretrain
 
 
-def measure(model, task: IncrementTask, sampling: SamplingConfig, n: int, seed: int) -> dict[str, float]:
+def measure(model: DiffusionLM, task: IncrementTask, sampling: SamplingConfig, n: int, seed: int) -> dict[str, float]:
     """Sampled held-out metrics: mean reward, validity, P(digit incremented | valid), distinct responses."""
     prompts = task.prompts(n, split="test", seed=seed)
     responses = rollout(model, prompts, sampling, torch.Generator().manual_seed(seed))

@@ -52,9 +52,7 @@ def test_defaults_without_file():
 
 
 def test_load_yaml_file(yaml_file):
-    path = yaml_file(
-        "seed: 3\nmodel:\n  name: big\n  dtype: bfloat16\noptim:\n  lr: 2\n  betas: [0.5, 0.6]\n"
-    )
+    path = yaml_file("seed: 3\nmodel:\n  name: big\n  dtype: bfloat16\noptim:\n  lr: 2\n  betas: [0.5, 0.6]\n")
     cfg = load_config(Cfg, path)
     assert cfg.seed == 3
     assert cfg.model == Model(name="big", dtype="bfloat16")

@@ -26,8 +26,19 @@ def free_port() -> int:
 
 def launch(config: Path, prefix: Path, *extra: str) -> None:
     command = [
-        sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", "2", "--master_addr", "127.0.0.1",
-        "--master_port", str(free_port()), str(WORKER), str(config), str(prefix), *extra,
+        sys.executable,
+        "-m",
+        "torch.distributed.run",
+        "--nproc_per_node",
+        "2",
+        "--master_addr",
+        "127.0.0.1",
+        "--master_port",
+        str(free_port()),
+        str(WORKER),
+        str(config),
+        str(prefix),
+        *extra,
     ]
     result = subprocess.run(command, env=ENV, capture_output=True, text=True, timeout=300)
     assert result.returncode == 0, result.stderr[-3000:]
@@ -35,9 +46,21 @@ def launch(config: Path, prefix: Path, *extra: str) -> None:
 
 def write_config(path: Path, out: Path) -> None:
     cfg = dict(
-        base_model="unused", output_dir=str(out), h=1.0, a_end=2.0, steps_per_h=3, buffer_prompts=4,
-        buffer_completions=2, refresh_every=2, refresh_prompts=2, prompt_pool=32, micro_batch=4, grad_accum=2,
-        eval_prompts=0, save_every=1, keep_checkpoints=0,
+        base_model="unused",
+        output_dir=str(out),
+        h=1.0,
+        a_end=2.0,
+        steps_per_h=3,
+        buffer_prompts=4,
+        buffer_completions=2,
+        refresh_every=2,
+        refresh_prompts=2,
+        prompt_pool=32,
+        micro_batch=4,
+        grad_accum=2,
+        eval_prompts=0,
+        save_every=1,
+        keep_checkpoints=0,
     )
     path.write_text(yaml.safe_dump(cfg))
 

@@ -24,9 +24,22 @@ ENV = {**os.environ, "OMP_NUM_THREADS": "1", "HF_HUB_OFFLINE": "1", "HF_DATASETS
 
 def write_config(path, base, out) -> None:
     cfg = dict(
-        base_model=str(base), output_dir=str(out), h=1.0, a_end=2.0, steps_per_h=20, buffer_prompts=8,
-        buffer_completions=2, refresh_every=3, refresh_prompts=4, prompt_pool=64, micro_batch=8, grad_accum=2,
-        eval_prompts=0, save_every=1, keep_checkpoints=2, ema=0.5,
+        base_model=str(base),
+        output_dir=str(out),
+        h=1.0,
+        a_end=2.0,
+        steps_per_h=20,
+        buffer_prompts=8,
+        buffer_completions=2,
+        refresh_every=3,
+        refresh_prompts=4,
+        prompt_pool=64,
+        micro_batch=8,
+        grad_accum=2,
+        eval_prompts=0,
+        save_every=1,
+        keep_checkpoints=2,
+        ema=0.5,
     )
     path.write_text(yaml.safe_dump(cfg))
 
@@ -63,8 +76,9 @@ def test_sigkill_at_random_moments_never_loses_work(tmp_path):
     run_dir = tmp_path / "killed"
     last_step = -1
     for _ in range(KILLS):
-        proc = subprocess.Popen(train_command(tmp_path / "killed.yaml"), env=ENV, stdout=subprocess.DEVNULL,
-                                stderr=subprocess.DEVNULL)
+        proc = subprocess.Popen(
+            train_command(tmp_path / "killed.yaml"), env=ENV, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
+        )
         # Wait for the run to make progress past the last checkpoint, then kill it a random moment later, which
         # often lands inside the next checkpoint write (one is written every step).
         deadline = time.monotonic() + 60

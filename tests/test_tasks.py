@@ -97,7 +97,7 @@ def test_train_and_test_prompts_disjoint(num_digits, num_values):
     assert not train & test
     for digits in itertools.chain(train, test):
         assert all(0 <= v < num_values for v in digits)
-    if num_values ** num_digits <= 100:  # tiny digit spaces: both splits still cover their whole half
+    if num_values**num_digits <= 100:  # tiny digit spaces: both splits still cover their whole half
         assert len(train | test) == num_values**num_digits
 
 
@@ -206,8 +206,9 @@ def test_reward_never_raises_on_arbitrary_ints(data, n, dtype):
     task = IncrementTask()
     bound = {torch.int64: 2**62, torch.int32: 2**31 - 1, torch.int16: 2**15 - 1}[dtype]
     values = st.one_of(st.integers(-5, task.vocab_size + 5), st.integers(-bound, bound))
-    rows = data.draw(st.lists(st.lists(values, min_size=task.gen_length, max_size=task.gen_length), min_size=n,
-                              max_size=n))
+    rows = data.draw(
+        st.lists(st.lists(values, min_size=task.gen_length, max_size=task.gen_length), min_size=n, max_size=n)
+    )
     responses = torch.tensor(rows, dtype=dtype).reshape(n, task.gen_length)
     prompts = task.prompts(n, split="test", seed=data.draw(st.integers(0, 1000)))
     rewards = task.reward(responses, prompts.meta)

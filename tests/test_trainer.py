@@ -64,8 +64,18 @@ def base_model_dir(tmp_path_factory):
 def test_dtm_raises_heldout_reward(base_model_dir, tmp_path):
     task = IncrementTask()
     cfg = small_config(
-        tmp_path, base_model=str(base_model_dir), h=2.0, a_end=6.0, steps_per_h=15, buffer_prompts=32,
-        buffer_completions=4, micro_batch=32, grad_accum=1, lr=2e-3, eval_prompts=256, refresh_prompts=8,
+        tmp_path,
+        base_model=str(base_model_dir),
+        h=2.0,
+        a_end=6.0,
+        steps_per_h=15,
+        buffer_prompts=32,
+        buffer_completions=4,
+        micro_batch=32,
+        grad_accum=1,
+        lr=2e-3,
+        eval_prompts=256,
+        refresh_prompts=8,
     )
     trainer = DTMTrainer(cfg, progress=False)
     trainer.train()
@@ -92,9 +102,7 @@ def test_resume_reproduces_uninterrupted_run(tmp_path, teacher, resume_at):
     run_b.mkdir(parents=True)
     checkpoint = f"step-{resume_at:08d}"
     shutil.copytree(tmp_path / "a" / "run" / checkpoint, run_b / checkpoint)
-    resumed = DTMTrainer(
-        small_config(tmp_path / "b", **overrides), model=tiny_model(), resume=True, progress=False
-    )
+    resumed = DTMTrainer(small_config(tmp_path / "b", **overrides), model=tiny_model(), resume=True, progress=False)
     assert resumed.state.step == resume_at
     resumed.train()
     for name, value in student_weights(resumed).items():

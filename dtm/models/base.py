@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import torch
 from torch import nn
+from transformers import PretrainedConfig
 
 
 class DiffusionLM(nn.Module):
@@ -27,7 +28,7 @@ class DiffusionLM(nn.Module):
         self.mask_token_id = int(mask_token_id)
 
     @property
-    def config(self):
+    def config(self) -> PretrainedConfig:
         return self.model.config
 
     def _split(self) -> tuple[nn.Module, nn.Module] | None:

@@ -234,8 +234,9 @@ def run_maze_study(cfg: MazeStudyConfig, *, overwrite: bool = False, progress: b
 
     base_metrics, base_tv = evaluate_model(base_model, task, cfg, eval_prompts, None)
     # Sampling noise floor of the TV estimate: a second base sample against rho_0 = p_base.
-    resampled = sample_paths(base_model, task, eval_prompts.select(range(cfg.tv_mazes)), cfg.tv_samples,
-                             cfg.sampling, cfg.seed + 3)
+    resampled = sample_paths(
+        base_model, task, eval_prompts.select(range(cfg.tv_mazes)), cfg.tv_samples, cfg.sampling, cfg.seed + 3
+    )
     base_metrics["tv_to_target"] = tv_to_target(resampled, base_tv, 0.0)
     results: dict[str, Any] = {"base": base_metrics}
     curves: dict[str, dict[str, list[float]]] = {}
@@ -310,7 +311,7 @@ def write_outputs(out: Path, cfg: MazeStudyConfig, results: dict[str, Any], curv
     (out / "report.md").write_text("\n".join(report))
 
 
-def _save(fig, path: Path) -> None:
+def _save(fig: Any, path: Path) -> None:
     import matplotlib.pyplot as plt
 
     fig.tight_layout()

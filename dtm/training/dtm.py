@@ -386,8 +386,11 @@ class DTMTrainer:
             record.update(reward_errors=self.state.reward_errors, rollouts=self.state.rollouts)
             self._log(self._reduce(record))
             bar.update(1)
-            bar.set_postfix(a=f"{a + h if phase_done else a:.2f}", loss=f"{metrics['loss']:.3f}",
-                            reward=f"{record['reward_mean']:.3f}")
+            bar.set_postfix(
+                a=f"{a + h if phase_done else a:.2f}",
+                loss=f"{metrics['loss']:.3f}",
+                reward=f"{record['reward_mean']:.3f}",
+            )
             if phase_done or (cfg.save_every and self.state.step % cfg.save_every == 0):
                 self.save_checkpoint()
         bar.close()
@@ -504,7 +507,9 @@ class _AdapterView(torch.nn.Module):
         self.inner = model
         self.mask_token_id = model.mask_token_id
 
-    def forward(self, input_ids, attention_mask=None, select=None):
+    def forward(
+        self, input_ids: torch.Tensor, attention_mask: torch.Tensor | None = None, select: torch.Tensor | None = None
+    ) -> torch.Tensor:
         return self.teacher(input_ids, attention_mask=attention_mask, select=select)
 
 

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import math
 
+import torch
+
 
 def lr_at(step: int, total: int, lr_max: float, lr_min: float, warmup: float, decay: float) -> float:
     """Learning rate for optimizer step ``step`` (0-based) of a ``total``-step schedule.
@@ -22,7 +24,7 @@ def lr_at(step: int, total: int, lr_max: float, lr_min: float, warmup: float, de
     return lr_min + (lr_max - lr_min) * (1.0 - min(progress, 1.0))  # exactly lr_min at progress 1
 
 
-def set_lr(optimizer, lr: float) -> None:
+def set_lr(optimizer: torch.optim.Optimizer, lr: float) -> None:
     """Set the learning rate of every parameter group."""
     for group in optimizer.param_groups:
         group["lr"] = lr

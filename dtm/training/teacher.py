@@ -39,7 +39,9 @@ class CopyTeacher:
         self.model = copy.deepcopy(student).eval().requires_grad_(False)
 
     @torch.no_grad()
-    def __call__(self, input_ids, attention_mask=None, select=None) -> torch.Tensor:
+    def __call__(
+        self, input_ids: torch.Tensor, attention_mask: torch.Tensor | None = None, select: torch.Tensor | None = None
+    ) -> torch.Tensor:
         return self.model(input_ids, attention_mask=attention_mask, select=select)
 
     def sync(self, state: dict[str, torch.Tensor]) -> None:
@@ -64,7 +66,9 @@ class LoraTeacher:
         return {n: p for n, p in self.student.named_parameters() if tag in n}
 
     @torch.no_grad()
-    def __call__(self, input_ids, attention_mask=None, select=None) -> torch.Tensor:
+    def __call__(
+        self, input_ids: torch.Tensor, attention_mask: torch.Tensor | None = None, select: torch.Tensor | None = None
+    ) -> torch.Tensor:
         was_training = self.student.training
         self.peft.set_adapter(TEACHER, inference_mode=True)
         self.student.eval()
