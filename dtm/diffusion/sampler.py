@@ -35,19 +35,18 @@ def tokens_per_step(block_length: int, steps: int) -> list[int]:
     return [base + (j < extra) for j in range(steps)]
 
 
-def _propose(
-    logits: torch.Tensor, temperature: float, generator: torch.Generator | None
-) -> tuple[torch.Tensor, torch.Tensor]:
-    """Return proposed tokens and their log-probabilities under softmax(logits) (the confidence)."""
-    logits = logits.double()
-    log_probs = logits.log_softmax(dim=-1)
-    if temperature > 0:
-        uniform = torch.rand(logits.shape, device=logits.device, dtype=logits.dtype, generator=generator)
-        gumbel = -torch.log(-torch.log(uniform.clamp_min(1e-300)))
-        tokens = (logits / temperature + gumbel).argmax(dim=-1)
-    else:
-        tokens = logits.argmax(dim=-1)
-    return tokens, log_probs.gather(-1, tokens[..., None]).squeeze(-1)
+def _propose(logits: torch.Tensor, temperature: float, generator: torch.Generator | None) -> torch.Tensor:
+    """Proposed tokens: greedy at temperature 0, else Gumbel-max samples from softmax(logits / T)."""
+    if temperature == 0:
+        return logits.argmax(dim=-1)
+    uniform = torch.rand(logits.shape, device=logits.device, dtype=logits.dtype, generator=generator)
+    gumbel = -torch.log(-torch.log(uniform.clamp_min(1e-300)))
+    return (logits / temperature + gumbel).argmax(dim=-1)
+
+
+def _confidence(logits: torch.Tensor, tokens: torch.Tensor) -> torch.Tensor:
+    """log softmax(logits)[token], without materialising the full log-softmax."""
+    return logits.gather(-1, tokens[..., None]).squeeze(-1) - logits.logsumexp(dim=-1)
 
 
 @torch.no_grad()
@@ -92,9 +91,12 @@ def generate(
         for count in tokens_per_step(block_length, block_steps):
             logits = model(x, attention_mask=attention_mask, select=select).view(batch, block_length, -1)
             logits[..., mask_token_id] = float("-inf")
-            tokens, confidence = _propose(logits, temperature, generator)
+            logits = logits.double()
+            tokens = _propose(logits, temperature, generator)
             if remasking == "random":
-                confidence = torch.rand(confidence.shape, device=device, dtype=confidence.dtype, generator=generator)
+                confidence = torch.rand(tokens.shape, device=device, dtype=logits.dtype, generator=generator)
+            else:
+                confidence = _confidence(logits, tokens)
             block_x = x[:, start : start + block_length]
             confidence = confidence.masked_fill(block_x != mask_token_id, float("-inf"))
             chosen = confidence.topk(count, dim=1).indices
