@@ -215,3 +215,52 @@ def test_load_missing_folder_raises_naming_path(tmp_path):
     with pytest.raises(FileNotFoundError) as info:
         load_model(empty)
     assert str(empty) in str(info.value)
+
+
+# ----------------------------------------------------------------------------------------------------------
+# Gradient checkpointing
+# ----------------------------------------------------------------------------------------------------------
+
+
+def loss_and_grads(model: DiffusionLM, ids: torch.Tensor, select: torch.Tensor) -> tuple[float, dict]:
+    model.zero_grad(set_to_none=True)
+    loss = model(ids, select=select).logsumexp(-1).sum()
+    loss.backward()
+    return loss.item(), {n: p.grad.clone() for n, p in model.named_parameters() if p.grad is not None}
+
+
+@pytest.mark.parametrize("lora", [False, True])
+def test_gradient_checkpointing_recomputes_layers_with_identical_gradients(lora):
+    from peft import LoraConfig
+
+    from dtm.training.teacher import add_lora_adapters
+
+    torch.manual_seed(0)
+    plain = build_tiny_model(tiny_config()).double().train()
+    if lora:
+        plain = add_lora_adapters(plain, LoraConfig(r=4, lora_alpha=8, target_modules=["q_proj", "v_proj"]))
+    ids = random_ids((3, 10), seed=1)
+    select = torch.zeros_like(ids, dtype=torch.bool)
+    select[:, 5:] = True
+    reference_loss, reference_grads = loss_and_grads(plain, ids, select)
+
+    plain.enable_gradient_checkpointing()
+    calls = []
+    layer = plain.model.get_decoder().layers[0].mlp
+    handle = layer.register_forward_pre_hook(lambda *_: calls.append(1))
+    loss, grads = loss_and_grads(plain, ids, select)
+    handle.remove()
+    assert len(calls) == 2  # the layer ran again during backward: activations were not kept
+    assert loss == pytest.approx(reference_loss, rel=1e-12)
+    assert grads.keys() == reference_grads.keys() and grads
+    for name in grads:
+        torch.testing.assert_close(grads[name], reference_grads[name], rtol=1e-10, atol=1e-12, msg=name)
+
+
+def test_gradient_checkpointing_unsupported_model_raises():
+    class Plain(nn.Module):
+        def forward(self, input_ids, attention_mask=None):
+            return SimpleNamespace(logits=torch.zeros(*input_ids.shape, VOCAB))
+
+    with pytest.raises(ValueError, match="Plain does not support gradient checkpointing"):
+        DiffusionLM(Plain(), MASK_ID).enable_gradient_checkpointing()

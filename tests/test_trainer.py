@@ -109,6 +109,32 @@ def test_resume_reproduces_uninterrupted_run(tmp_path, teacher, resume_at):
         torch.testing.assert_close(value, reference[name], rtol=0, atol=0, msg=name)
 
 
+@pytest.mark.parametrize("teacher", ["copy", "lora"])
+def test_gradient_checkpointing_switch_trains_the_same_weights(tmp_path, teacher):
+    overrides = dict(teacher=teacher, a_end=1.0, lora=LoraSection(r=4, alpha=8))
+    plain = DTMTrainer(small_config(tmp_path / "a", **overrides), model=tiny_model(), progress=False)
+    plain.train()
+    cfg = small_config(tmp_path / "b", gradient_checkpointing=True, **overrides)
+    checkpointed = DTMTrainer(cfg, model=tiny_model(), progress=False)
+    assert checkpointed.raw_student.model.is_activation_checkpointing
+    checkpointed.train()
+    reference = student_weights(plain)
+    for name, value in student_weights(checkpointed).items():
+        torch.testing.assert_close(value, reference[name], rtol=0, atol=1e-6, msg=name)
+
+
+def test_bf16_mixed_precision_switch_trains(tmp_path):
+    cfg = small_config(tmp_path, mixed_precision="bf16", a_end=1.0)
+    trainer = DTMTrainer(cfg, model=tiny_model(), progress=False)
+    before = student_weights(trainer)
+    trainer.train()
+    steps = [r for r in read_metrics(tmp_path / "run") if "loss" in r]
+    assert len(steps) == cfg.total_steps and all(r["skipped_steps"] == 0 for r in steps)
+    after = student_weights(trainer)
+    assert all(v.dtype == torch.float32 for v in after.values())  # master weights stay fp32 under autocast
+    assert any(not torch.equal(after[k], before[k]) for k in after)
+
+
 def test_phase_boundaries_anneal_to_a_end_and_sync_teacher(tmp_path):
     cfg = small_config(tmp_path, h=0.8, a_end=2.0, steps_per_h=3, save_every=0, keep_checkpoints=0)
     trainer = DTMTrainer(cfg, model=tiny_model(), progress=False)

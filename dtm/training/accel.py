@@ -6,6 +6,7 @@ from typing import Any
 
 import torch
 from accelerate import Accelerator
+from accelerate.state import AcceleratorState
 
 
 def make_accelerator(**kwargs: Any) -> Accelerator:
@@ -13,5 +14,8 @@ def make_accelerator(**kwargs: Any) -> Accelerator:
 
     Without a GPU, accelerate only joins a CPU process group (gloo) when asked for CPU explicitly, so a
     ``torchrun``/``accelerate launch`` of several CPU processes would otherwise train as independent single processes.
+    The per-process accelerator settings (mixed precision) are cleared first, so several trainers can run one after
+    another in one process (studies, tests) with different settings; the process group itself is kept.
     """
+    AcceleratorState._reset_state()
     return Accelerator(cpu=not torch.cuda.is_available(), **kwargs)

@@ -12,13 +12,12 @@ import copy
 import json
 import math
 import time
-from contextlib import nullcontext
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
 
 import torch
-from accelerate.utils import gather_object, set_seed
+from accelerate.utils import DistributedType, gather_object, set_seed
 from peft import LoraConfig
 from safetensors.torch import load_file, save_file
 from tqdm.auto import tqdm
@@ -31,7 +30,7 @@ from dtm.diffusion.losses import (
     position_weights,
     tilt_shift,
 )
-from dtm.diffusion.masking import sar_masked_states, uniform_masked_states
+from dtm.diffusion.masking import MaskedState, sar_masked_states, uniform_masked_states
 from dtm.models.base import DiffusionLM
 from dtm.models.tiny import load_model, save_model
 from dtm.sampling import SamplingConfig, rollout
@@ -101,6 +100,7 @@ class DTMConfig:
     keep_checkpoints: int = 2
     eval_prompts: int = 256
     mixed_precision: Literal["no", "bf16", "fp16"] = "no"
+    gradient_checkpointing: bool = False
     log_with: Literal["none", "tensorboard", "wandb"] = "none"
 
     def __post_init__(self) -> None:
@@ -148,6 +148,17 @@ class DTMConfig:
 
 
 @dataclass
+class MicroBatch:
+    """One micro-batch: left-padded prompts, their clean responses and rewards, and the responses' masked states."""
+
+    prompt_ids: torch.Tensor
+    prompt_mask: torch.Tensor
+    responses: torch.Tensor
+    rewards: torch.Tensor
+    state: MaskedState
+
+
+@dataclass
 class TrainState:
     """Counters saved in every checkpoint."""
 
@@ -185,12 +196,15 @@ class DTMTrainer:
         self.out = Path(cfg.output_dir)
         self.accelerator = make_accelerator(
             mixed_precision=cfg.mixed_precision,
+            gradient_accumulation_steps=cfg.grad_accum,
             log_with=None if cfg.log_with == "none" else cfg.log_with,
             project_dir=str(self.out),
         )
         if self.accelerator.is_main_process:
             prepare_run_dir(self.out, resume=resume, overwrite=overwrite)
         self.accelerator.wait_for_everyone()
+        # DeepSpeed steps, clips and skips overflowing fp16 steps inside its engine.
+        self._engine_clips = self.accelerator.distributed_type == DistributedType.DEEPSPEED
         rank, world = self.accelerator.process_index, self.accelerator.num_processes
         set_seed(cfg.seed + rank)
         device = self.accelerator.device
@@ -204,6 +218,8 @@ class DTMTrainer:
                 target_modules=list(cfg.lora.target_modules),
             )
             model = add_lora_adapters(model, lora)
+        if cfg.gradient_checkpointing:
+            model.enable_gradient_checkpointing()
         model.train()
         params = [p for p in model.parameters() if p.requires_grad]
         optimizer = torch.optim.AdamW(
@@ -263,22 +279,29 @@ class DTMTrainer:
 
     # ---------------------------------------------------------------- one step
 
-    def _micro_step(self, h: float) -> tuple[torch.Tensor, float, int]:
-        """Loss of one micro-batch (already divided by grad_accum); returns (loss, c* estimate, tokens)."""
+    def _micro_batch(self, index: int) -> MicroBatch:
+        """Micro-batch ``index`` of the current optimizer step: buffer rollouts and their masked states."""
         cfg = self.cfg
-        device = self.accelerator.device
         prompts, responses, rewards = self.buffer.sample(cfg.micro_batch, self.batch_generator)
-        ids, attention = prompts.ids.to(device), prompts.attention_mask.to(device)
-        responses, rewards = responses.to(device), rewards.to(device)
+        device = self.accelerator.device
+        responses = responses.to(device)
         if cfg.masking == "sar":
             state = sar_masked_states(responses, cfg.sampling.block_length, self.mask_id, self.sample_generator)
         else:
             state = uniform_masked_states(responses, self.mask_id, self.sample_generator)
-        x = torch.cat([ids, state.noisy], dim=1)
-        select = torch.cat([torch.zeros_like(ids, dtype=torch.bool), state.loss_mask], dim=1)
-        attention = torch.cat([attention, torch.ones_like(responses)], dim=1)
-        targets = responses[state.loss_mask]
-        log_tilt = (h * rewards)[:, None].expand_as(state.loss_mask)[state.loss_mask]
+        return MicroBatch(
+            prompts.ids.to(device), prompts.attention_mask.to(device), responses, rewards.to(device), state
+        )
+
+    def _micro_step(self, batch: MicroBatch, h: float) -> tuple[torch.Tensor, float, int]:
+        """Loss of one micro-batch; returns (loss, c* estimate, tokens)."""
+        cfg = self.cfg
+        state = batch.state
+        x = torch.cat([batch.prompt_ids, state.noisy], dim=1)
+        select = torch.cat([torch.zeros_like(batch.prompt_ids, dtype=torch.bool), state.loss_mask], dim=1)
+        attention = torch.cat([batch.prompt_mask, torch.ones_like(batch.responses)], dim=1)
+        targets = batch.responses[state.loss_mask]
+        log_tilt = (h * batch.rewards)[:, None].expand_as(state.loss_mask)[state.loss_mask]
         weights = position_weights(state.loss_mask)
 
         needs_teacher = cfg.adaptive_c or self.control.value != 0
@@ -291,21 +314,24 @@ class DTMTrainer:
         loss = cdtm_loss(
             student_logits, teacher_logits, targets, log_tilt, weights, self.control.value, tilt_shift(log_tilt)
         )
-        return loss / cfg.grad_accum, estimate, int(x.numel())
+        return loss, estimate, int(x.numel())
 
     def _optimizer_step(self, h: float) -> dict[str, float]:
         cfg = self.cfg
         total_loss, estimates, tokens = 0.0, [], 0
+        # accelerate's accumulate() skips the gradient all-reduce on all but the last micro-batch, and its backward()
+        # divides the loss by grad_accum (under DeepSpeed, the engine does both).
         for i in range(cfg.grad_accum):
-            sync = i == cfg.grad_accum - 1
-            with nullcontext() if sync else self.accelerator.no_sync(self.student):
-                loss, estimate, n = self._micro_step(h)
+            with self.accelerator.accumulate(self.student):
+                loss, estimate, n = self._micro_step(self._micro_batch(i), h)
                 self.accelerator.backward(loss)
-            total_loss += loss.item()
+            total_loss += loss.item() / cfg.grad_accum
             estimates.append(estimate)
             tokens += n
-        grad_norm = float(self.accelerator.clip_grad_norm_(self.student.parameters(), cfg.grad_clip))
-        finite = math.isfinite(grad_norm) and math.isfinite(total_loss)
+        # DeepSpeed clips inside its engine and returns no norm.
+        grad_norm = self.accelerator.clip_grad_norm_(self.student.parameters(), cfg.grad_clip)
+        grad_norm = float("nan") if grad_norm is None else float(grad_norm)
+        finite = math.isfinite(total_loss) and (math.isfinite(grad_norm) or self._engine_clips)
         if finite:
             self.optimizer.step()
             self.state.nonfinite_steps = 0

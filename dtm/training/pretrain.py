@@ -45,6 +45,7 @@ class PretrainConfig:
     output_dir: str = "runs/pretrain"
     log_every: int = 10
     mixed_precision: Literal["no", "bf16", "fp16"] = "no"
+    gradient_checkpointing: bool = False
 
     def __post_init__(self) -> None:
         check(self.steps > 0, "steps", f"must be positive, got {self.steps}")
@@ -71,6 +72,8 @@ def pretrain(cfg: PretrainConfig, *, overwrite: bool = False, progress: bool = T
     set_seed(cfg.seed)
     model_cfg = dataclasses.replace(cfg.model, vocab_size=task.vocab_size, mask_token_id=task.mask_token_id)
     model = build_tiny_model(model_cfg)
+    if cfg.gradient_checkpointing:
+        model.enable_gradient_checkpointing()
 
     accelerator = make_accelerator(mixed_precision=cfg.mixed_precision)
     optimizer = torch.optim.AdamW(model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
