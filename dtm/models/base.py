@@ -22,10 +22,11 @@ class DiffusionLM(nn.Module):
     applies the output projection only where needed.
     """
 
-    def __init__(self, model: nn.Module, mask_token_id: int) -> None:
+    def __init__(self, model: nn.Module, mask_token_id: int, shift_logits: bool = False) -> None:
         super().__init__()
         self.model = model
         self.mask_token_id = int(mask_token_id)
+        self.shift_logits = shift_logits
 
     @property
     def config(self) -> PretrainedConfig:
@@ -56,7 +57,12 @@ class DiffusionLM(nn.Module):
         parts = self._split() if select is not None else None
         if parts is None:
             logits = self.model(input_ids=input_ids, attention_mask=attention_mask).logits
+            if self.shift_logits:
+                logits = torch.cat([logits[:, :1], logits[:, :-1]], dim=1)
             return logits if select is None else logits[select]
         backbone, head = parts
         hidden = backbone(input_ids=input_ids, attention_mask=attention_mask).last_hidden_state
+        if self.shift_logits:  # position i reads the output at i - 1 (position 0 keeps its own)
+            rows, cols = select.nonzero(as_tuple=True)
+            return head(hidden[rows, (cols - 1).clamp(min=0)])
         return head(hidden[select])

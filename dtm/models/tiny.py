@@ -9,7 +9,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from pathlib import Path
 
-from transformers import AutoModelForCausalLM, LlamaConfig, LlamaForCausalLM
+from transformers import LlamaConfig, LlamaForCausalLM
 
 from dtm.models.base import DiffusionLM
 
@@ -58,14 +58,3 @@ def save_model(model: DiffusionLM, path: str | Path) -> None:
     model.model.config.mask_token_id = model.mask_token_id
     model.model.save_pretrained(str(path))
 
-
-def load_model(path: str | Path, mask_token_id: int | None = None, **kwargs) -> DiffusionLM:
-    """Load a model folder written by :func:`save_model` (or any HF dLLM folder that records its mask token id)."""
-    path = Path(path)
-    if not (path / "config.json").is_file():
-        raise FileNotFoundError(f"no model checkpoint at {path}: expected a folder with config.json and weights")
-    hf_model = AutoModelForCausalLM.from_pretrained(str(path), **kwargs)
-    mask_id = mask_token_id if mask_token_id is not None else getattr(hf_model.config, "mask_token_id", None)
-    if mask_id is None:
-        raise ValueError(f"{path}/config.json has no mask_token_id; pass mask_token_id explicitly")
-    return DiffusionLM(hf_model, mask_id)

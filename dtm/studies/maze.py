@@ -22,8 +22,8 @@ from typing import Any
 import torch
 
 from dtm.config import check, save_config
+from dtm.models import TinyModelConfig, load_model
 from dtm.models.base import DiffusionLM
-from dtm.models.tiny import TinyModelConfig, load_model
 from dtm.sampling import SamplingConfig, rollout
 from dtm.studies.metrics import empirical, entropy, tilt, total_variation
 from dtm.tasks.base import PromptBatch

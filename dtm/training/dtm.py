@@ -31,8 +31,8 @@ from dtm.diffusion.losses import (
     tilt_shift,
 )
 from dtm.diffusion.masking import MaskedState, sar_masked_states, uniform_masked_states
+from dtm.models import load_model, save_model
 from dtm.models.base import DiffusionLM
-from dtm.models.tiny import load_model, save_model
 from dtm.sampling import SamplingConfig, rollout
 from dtm.tasks import get_task
 from dtm.tasks.base import PromptBatch, TokenTask
