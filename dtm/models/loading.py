@@ -8,6 +8,7 @@ bitsandbytes (GPU only), and the mask token id, taken from the model config, els
 from __future__ import annotations
 
 import importlib.util
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal
 
@@ -20,6 +21,28 @@ Dtype = Literal["auto", "float32", "bfloat16", "float16"]
 # Model types whose outputs are shifted by one position (adapted from causal LMs).
 SHIFTED_MODEL_TYPES = {"dream"}
 TOKENIZER_FILES = ("tokenizer.json", "tokenizer_config.json", "tokenizer.model", "vocab.json")
+
+
+@dataclass
+class LoadOptions:
+    """How to load a model folder (the ``model`` section of training and evaluation configs)."""
+
+    trust_remote_code: bool = False
+    dtype: Dtype = "auto"
+    load_in_4bit: bool = False
+    mask_token_id: int | None = None
+    shift_logits: bool | None = None
+
+    def load(self, path: str | Path, tokenizer: PreTrainedTokenizerBase | None = None) -> DiffusionLM:
+        return load_model(
+            path,
+            self.mask_token_id,
+            trust_remote_code=self.trust_remote_code,
+            dtype=self.dtype,
+            load_in_4bit=self.load_in_4bit,
+            shift_logits=self.shift_logits,
+            tokenizer=tokenizer,
+        )
 
 
 def resolve_mask_token_id(

@@ -18,7 +18,7 @@ from typing import Any, Literal
 
 import torch
 from accelerate.utils import DistributedType, gather_object, set_seed
-from peft import LoraConfig
+from peft import LoraConfig, prepare_model_for_kbit_training
 from safetensors.torch import load_file, save_file
 from tqdm.auto import tqdm
 
@@ -31,10 +31,11 @@ from dtm.diffusion.losses import (
     tilt_shift,
 )
 from dtm.diffusion.masking import MaskedState, sar_masked_states, uniform_masked_states
-from dtm.models import load_model, save_model
+from dtm.models import save_model
 from dtm.models.base import DiffusionLM
+from dtm.models.loading import LoadOptions, load_tokenizer
 from dtm.sampling import SamplingConfig, rollout
-from dtm.tasks import get_task
+from dtm.tasks import build_task, task_names
 from dtm.tasks.base import PromptBatch, TokenTask
 from dtm.training import checkpoint as ckpt
 from dtm.training.accel import make_accelerator
@@ -60,9 +61,12 @@ class DTMConfig:
     """Every setting of a DTM run (METHOD.md §5). Defaults are a CPU-sized run on the ``increment`` toy task."""
 
     base_model: str = "runs/pretrain/model"
+    model: LoadOptions = field(default_factory=LoadOptions)
     task: str = "increment"
     task_options: dict[str, Any] = field(default_factory=dict)
     prompt_pool: int = 2000
+    max_prompt_length: int = 0
+    prompt_truncation: Literal["error", "left"] = "error"
     # Tilt annealing.
     h: float = 2.0
     a_end: float = 6.0
@@ -104,6 +108,17 @@ class DTMConfig:
     log_with: Literal["none", "tensorboard", "wandb"] = "none"
 
     def __post_init__(self) -> None:
+        check(self.task in task_names(), "task", f"unknown task {self.task!r}; available: {', '.join(task_names())}")
+        check(
+            self.max_prompt_length >= 0,
+            "max_prompt_length",
+            f"must be >= 0 (0 = no limit), got {self.max_prompt_length}",
+        )
+        check(
+            not self.model.load_in_4bit or self.teacher == "lora",
+            "model.load_in_4bit",
+            "a 4-bit base cannot be trained directly; set teacher: lora (student and teacher adapters on the base)",
+        )
         check(self.h > 0, "h", f"must be > 0, got {self.h}")
         check(self.a_end >= self.h, "a_end", f"must be >= h={self.h}, got {self.a_end}")
         check(self.steps_per_h > 0, "steps_per_h", f"must be positive, got {self.steps_per_h}")
@@ -185,7 +200,19 @@ class DTMTrainer:
         progress: bool = True,
     ) -> None:
         self.cfg = cfg
-        self.task = task or get_task(cfg.task, **cfg.task_options)
+        if model is None or task is None:
+            tokenizer = load_tokenizer(cfg.base_model, cfg.model.trust_remote_code) if task is None else None
+            model = model if model is not None else cfg.model.load(cfg.base_model, tokenizer)
+            task = task or build_task(
+                cfg.task,
+                cfg.task_options,
+                tokenizer=tokenizer,
+                gen_length=cfg.sampling.gen_length,
+                mask_token_id=model.mask_token_id,
+                max_prompt_length=cfg.max_prompt_length,
+                truncation=cfg.prompt_truncation,
+            )
+        self.task = task
         check(
             cfg.sampling.gen_length == self.task.gen_length,
             "sampling.gen_length",
@@ -209,8 +236,10 @@ class DTMTrainer:
         set_seed(cfg.seed + rank)
         device = self.accelerator.device
 
-        model = model if model is not None else load_model(cfg.base_model)
         if cfg.teacher == "lora":
+            if getattr(model.model, "is_loaded_in_4bit", False):
+                # Norms and head in fp32, input gradients on: what peft needs to train adapters on a 4-bit base.
+                model.model = prepare_model_for_kbit_training(model.model, cfg.gradient_checkpointing)
             lora = LoraConfig(
                 r=cfg.lora.r,
                 lora_alpha=cfg.lora.alpha,
