@@ -1,4 +1,4 @@
-"""The ``dtm`` command: pretrain a base model, fine-tune it with DTM, sample from a checkpoint, run the demo."""
+"""The ``dtm`` command: pretrain a base model, fine-tune it with DTM, evaluate or sample a checkpoint, run studies."""
 
 from __future__ import annotations
 
@@ -57,6 +57,45 @@ def cmd_sample(args: argparse.Namespace) -> None:
     print(f"mean reward {rewards.mean():.3f}")
 
 
+# ``dtm eval`` flag -> config key (values are passed as YAML, like key=value overrides).
+EVAL_FLAGS = {
+    "model": "model",
+    "adapter": "adapter",
+    "task": "task",
+    "gen_length": "gen_lengths",
+    "steps": "steps",
+    "block_length": "block_length",
+    "temperature": "temperature",
+    "num_examples": "num_examples",
+    "batch_size": "batch_size",
+    "split": "split",
+    "seed": "seed",
+    "style": "task_options.style",
+    "source": "task_options.source",
+    "trust_remote_code": "load.trust_remote_code",
+    "dtype": "load.dtype",
+    "load_in_4bit": "load.load_in_4bit",
+    "mask_token_id": "load.mask_token_id",
+    "max_prompt_length": "max_prompt_length",
+    "prompt_truncation": "prompt_truncation",
+    "output_dir": "output_dir",
+}
+
+
+def cmd_eval(args: argparse.Namespace) -> None:
+    from dtm.evaluation import EvalConfig, markdown_table, run_eval
+
+    flags = [
+        f"{key}={json.dumps(str(value) if isinstance(value, Path) else value)}"
+        for name, key in EVAL_FLAGS.items()
+        if (value := getattr(args, name)) is not None
+    ]
+    cfg = load_config(EvalConfig, args.config, [*flags, *args.overrides])
+    rows = run_eval(cfg, overwrite=args.overwrite, progress=not args.no_progress)
+    print(markdown_table(rows))
+    print(f"samples and results: {cfg.output_dir}")
+
+
 def cmd_study(args: argparse.Namespace) -> None:
     from dtm.studies.maze import MazeStudyConfig, markdown_table, run_maze_study
 
@@ -85,6 +124,30 @@ def build_parser() -> argparse.ArgumentParser:
     _add_config_args(p)
     p.add_argument("--resume", action="store_true", help="continue from the latest checkpoint in output_dir")
     p.set_defaults(func=cmd_train)
+
+    p = sub.add_parser("eval", help="greedy-decode a task's test set at several lengths; accuracy table + samples")
+    _add_config_args(p)
+    p.add_argument("--model", type=Path, help="model folder (built-in, LLaDA, Dream, ...)")
+    p.add_argument("--adapter", type=Path, help="LoRA adapter folder to apply (e.g. RUN/final/adapter)")
+    p.add_argument("--task", help="task name (countdown, sudoku, gsm8k, math500, sudoku_digits, maze, ...)")
+    p.add_argument("--gen-length", type=int, nargs="+", help="generation lengths (default 256)")
+    p.add_argument("--steps", type=int, help="decoding steps (default: gen_length / 2)")
+    p.add_argument("--block-length", type=int, help="SAR block length (default 32)")
+    p.add_argument("--temperature", type=float, help="0 = greedy (default)")
+    p.add_argument("--num-examples", type=int, help="test examples (default 256)")
+    p.add_argument("--batch-size", type=int, help="prompts per decoding batch (default 16)")
+    p.add_argument("--split", choices=["train", "test"])
+    p.add_argument("--seed", type=int)
+    p.add_argument("--style", choices=["reasoning", "chat"], help="text tasks: prompt style (default reasoning)")
+    p.add_argument("--source", help="text tasks: hub, generate, or a local .jsonl/.csv file")
+    p.add_argument("--trust-remote-code", action="store_const", const=True, help="for LLaDA / Dream folders")
+    p.add_argument("--dtype", choices=["auto", "float32", "bfloat16", "float16"])
+    p.add_argument("--load-in-4bit", action="store_const", const=True, help="NF4 base (bitsandbytes, GPU)")
+    p.add_argument("--mask-token-id", type=int, help="if neither config nor tokenizer names one")
+    p.add_argument("--max-prompt-length", type=int, help="0 = no limit")
+    p.add_argument("--prompt-truncation", choices=["error", "left"])
+    p.add_argument("--output-dir", type=Path, help="where samples and results go (default runs/eval)")
+    p.set_defaults(func=cmd_eval)
 
     p = sub.add_parser("sample", help="decode test prompts of a task with a saved model")
     p.add_argument("--model", required=True, type=Path)

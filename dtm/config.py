@@ -171,7 +171,8 @@ def _coerce(value: Any, tp: Any, key: str, source: str | None) -> Any:
 
 
 def _apply_override(cls: type, data: dict[str, Any], override: str) -> None:
-    """Set ``data[section][key] = yaml(value)`` for ``override = "section.key=value"``, checking the key."""
+    """Set ``data[section][key] = yaml(value)`` for ``override = "section.key=value"``, checking the key (keys of a
+    free-form mapping such as ``task_options`` are not checked here)."""
     key, sep, raw = override.partition("=")
     key = key.strip()
     where = f"override {override!r}"
@@ -183,10 +184,16 @@ def _apply_override(cls: type, data: dict[str, Any], override: str) -> None:
         raise ConfigError(f"{where}: cannot parse value as YAML: {e}") from None
     *parents, leaf = key.split(".")
     node, section, prefix = data, cls, ""
-    for part in parents:
+    for depth, part in enumerate(parents):
         types = _field_types(section)
         if part not in types:
             raise _unknown_key(part, types, prefix, where)
+        if get_origin(types[part]) is dict and depth == len(parents) - 1:  # free-form options: task_options.style=x
+            options = node.setdefault(part, {})
+            if not isinstance(options, dict):
+                raise ConfigError(f"{where}: {prefix}{part} is set to {options!r}, not a mapping")
+            options[leaf] = value
+            return
         section = _section_type(types[part])
         if section is None:
             raise ConfigError(f"{where}: {prefix}{part} is not a section, cannot set {key}")

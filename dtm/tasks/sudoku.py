@@ -83,6 +83,10 @@ class SudokuTask:
         right = (responses[:, :CELLS].long() == solution + DIGIT0) & empty
         return right.sum(1).float() / empty.sum(1).clamp(min=1).float()
 
+    def score(self, responses: torch.Tensor, meta: Sequence[dict[str, Any]]) -> torch.Tensor:
+        """The evaluation metric (the paper's Sudoku accuracy): cell accuracy over the empty cells."""
+        return self.cell_accuracy(responses, meta)
+
     def reward(self, responses: torch.Tensor, meta: Sequence[dict[str, Any]]) -> torch.Tensor:
         """``2.0 * cell_accuracy``, ``[N]`` floats in [0, 2]."""
         return MAX_REWARD * self.cell_accuracy(responses, meta)

@@ -120,3 +120,11 @@ class TokenizedTextTask:
     def is_correct(self, responses: torch.Tensor, meta: Sequence[dict[str, Any]]) -> torch.Tensor:
         texts = self.texts(responses)
         return torch.tensor([self.text_task.is_correct(t, m) for t, m in zip(texts, meta, strict=True)])
+
+    def score(self, responses: torch.Tensor, meta: Sequence[dict[str, Any]]) -> torch.Tensor:
+        """The text task's evaluation metric per response (accuracy; Sudoku: cell accuracy)."""
+        texts = self.texts(responses)
+        return torch.tensor([self.text_task.score(t, m) for t, m in zip(texts, meta, strict=True)])
+
+    def extract_answer(self, text: str) -> str | None:
+        return self.text_task.extract_answer(text)

@@ -1,0 +1,133 @@
+"""The evaluation harness: per-sample JSONL, accuracy tables naming their settings, exact resume after an
+interruption, adapters, text tasks through a tokenizer, and the ``dtm eval`` command."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+import torch
+from peft import LoraConfig, get_peft_model
+
+from dtm.cli import main
+from dtm.config import ConfigError
+from dtm.evaluation import EvalConfig, resolve_adapter, run_eval
+from dtm.models import TinyModelConfig, build_tiny_model, load_model, save_model
+from dtm.tasks.sudoku import VOCAB_SIZE
+from tests.hf_fixtures import builtin_model_folder
+
+pytestmark = pytest.mark.usefixtures("single_thread")
+
+
+@pytest.fixture(scope="module")
+def sudoku_model(tmp_path_factory):
+    torch.manual_seed(0)
+    folder = tmp_path_factory.mktemp("sudoku") / "model"
+    cfg = TinyModelConfig(vocab_size=VOCAB_SIZE, mask_token_id=1, hidden_size=32, num_layers=2, num_heads=4)
+    save_model(build_tiny_model(cfg), folder)
+    return folder
+
+
+def config(model, out, **changes) -> EvalConfig:
+    values = dict(
+        model=str(model), task="sudoku_digits", gen_lengths=[16], block_length=8, num_examples=10, batch_size=4
+    )
+    return EvalConfig(**(values | {"output_dir": str(out)} | changes))
+
+
+def lines(path) -> list[dict]:
+    return [json.loads(line) for line in path.read_text().splitlines()]
+
+
+def test_samples_and_table_agree(sudoku_model, tmp_path):
+    rows = run_eval(config(sudoku_model, tmp_path / "e"), progress=False)
+    samples = lines(tmp_path / "e" / "samples-len16.jsonl")
+    assert [s["index"] for s in samples] == list(range(10))
+    assert set(samples[0]) == {"index", "id", "prompt", "completion", "answer", "reward", "correct", "score"}
+    assert all(s["reward"] == pytest.approx(2 * s["score"]) for s in samples)  # Sudoku: reward = 2 x cell accuracy
+    (row,) = rows
+    assert row["accuracy"] == pytest.approx(100 * sum(s["score"] for s in samples) / 10)
+    assert (row["gen_length"], row["steps"], row["block_length"], row["n"]) == (16, 8, 8, 10)
+    assert row["checkpoint"] == str(sudoku_model) and row["style"] == "-"
+    table = (tmp_path / "e" / "results.md").read_text()
+    assert "| sudoku_digits | - | 16 | 8 | 8 |" in table
+    assert json.loads((tmp_path / "e" / "results.json").read_text()) == rows
+
+
+def test_interrupted_evaluation_resumes_to_identical_samples(sudoku_model, tmp_path):
+    cfg = config(sudoku_model, tmp_path / "full", temperature=1.0)
+    run_eval(cfg, progress=False)
+    reference = (tmp_path / "full" / "samples-len16.jsonl").read_text()
+
+    cut = config(sudoku_model, tmp_path / "cut", temperature=1.0)
+    run_eval(cut, progress=False)
+    path = tmp_path / "cut" / "samples-len16.jsonl"
+    kept = reference.splitlines(keepends=True)[:5]  # mid-batch, plus a torn line
+    path.write_text("".join(kept) + '{"index": 5, "compl')
+    rows = run_eval(cut, progress=False)
+    assert path.read_text() == reference
+    assert rows[0]["n"] == 10
+
+
+def test_existing_output_with_other_settings_is_not_mixed(sudoku_model, tmp_path):
+    run_eval(config(sudoku_model, tmp_path / "e"), progress=False)
+    with pytest.raises(FileExistsError, match="other settings; use --overwrite"):
+        run_eval(config(sudoku_model, tmp_path / "e", num_examples=4), progress=False)
+    rows = run_eval(config(sudoku_model, tmp_path / "e", num_examples=4), overwrite=True, progress=False)
+    assert rows[0]["n"] == 4
+
+
+def test_fixed_length_task_rejects_other_lengths(sudoku_model, tmp_path):
+    with pytest.raises(ConfigError, match="gen_lengths: task sudoku_digits has a fixed response length 16, got 32"):
+        run_eval(config(sudoku_model, tmp_path / "e", gen_lengths=[32]), progress=False)
+    with pytest.raises(ConfigError, match="block_length: must divide gen_length 20"):
+        config(sudoku_model, tmp_path / "e", gen_lengths=[20])
+
+
+def test_adapter_is_applied_and_found_in_a_named_subfolder(sudoku_model, tmp_path):
+    model = load_model(sudoku_model)
+    peft = get_peft_model(model.model, LoraConfig(r=4, target_modules=["q_proj", "v_proj"]), adapter_name="student")
+    torch.manual_seed(1)
+    for name, param in peft.named_parameters():
+        if "lora_B" in name:
+            param.data.normal_(0, 2.0)  # a non-trivial adapter: outputs change
+    peft.save_pretrained(str(tmp_path / "adapter"))
+    assert resolve_adapter(tmp_path / "adapter") == tmp_path / "adapter" / "student"
+    plain = run_eval(config(sudoku_model, tmp_path / "plain"), progress=False)
+    adapted = run_eval(config(sudoku_model, tmp_path / "lora", adapter=str(tmp_path / "adapter")), progress=False)
+    assert adapted[0]["checkpoint"].endswith("adapter")
+    completions = [lines(tmp_path / d / "samples-len16.jsonl") for d in ("plain", "lora")]
+    assert [s["completion"] for s in completions[0]] != [s["completion"] for s in completions[1]]
+    with pytest.raises(FileNotFoundError, match="no adapter_config.json"):
+        resolve_adapter(tmp_path)
+
+
+def test_text_task_at_two_lengths_names_its_style(tmp_path):
+    folder = builtin_model_folder(tmp_path / "model")
+    cfg = EvalConfig(
+        model=str(folder),
+        task="countdown",
+        task_options={"source": "generate", "style": "chat"},
+        gen_lengths=[8, 16],
+        block_length=8,
+        num_examples=3,
+        output_dir=str(tmp_path / "e"),
+    )
+    rows = run_eval(cfg, progress=False)
+    assert [(r["gen_length"], r["steps"], r["style"]) for r in rows] == [(8, 4, "chat"), (16, 8, "chat")]
+    sample = lines(tmp_path / "e" / "samples-len8.jsonl")[0]
+    assert sample["prompt"].startswith("<|user|>") and sample["reward"] in (0.0, 0.1, 1.0)
+    assert sample["answer"] is None or isinstance(sample["answer"], str)
+
+
+def test_eval_command(sudoku_model, tmp_path, capsys):
+    out = tmp_path / "cli"
+    argv = ["eval", "--model", str(sudoku_model), "--task", "sudoku_digits", "--gen-length", "16"]
+    main([*argv, "--block-length", "8", "--num-examples", "5", "--output-dir", str(out), "--no-progress"])
+    printed = capsys.readouterr().out
+    assert "| sudoku_digits | - | 16 | 8 | 8 |" in printed
+    assert len(lines(out / "samples-len16.jsonl")) == 5
+    with pytest.raises(SystemExit) as exit_info:
+        main(["eval", "--model", str(sudoku_model), "--task", "nope", "--output-dir", str(out)])
+    assert exit_info.value.code == 2
+    assert "task: unknown task 'nope'" in capsys.readouterr().err
