@@ -20,6 +20,16 @@ from transformers import PreTrainedTokenizerBase
 from dtm.tasks.base import PromptBatch
 from dtm.tasks.text.base import TextTask
 
+# End-of-turn tokens of common dLLM chat templates (LLaDA, Dream/Qwen), besides the tokenizer's EOS.
+END_TOKENS = ("<|eot_id|>", "<|endoftext|>", "<|im_end|>")
+
+
+def end_token_ids(tokenizer: PreTrainedTokenizerBase) -> set[int]:
+    """Token ids that end a response: EOS and any known end-of-turn token the vocabulary has."""
+    ids = {tokenizer.eos_token_id} if tokenizer.eos_token_id is not None else set()
+    vocab = tokenizer.get_vocab()
+    return ids | {vocab[t] for t in END_TOKENS if t in vocab}
+
 
 class PromptTooLongError(ValueError):
     """A prompt exceeds ``max_prompt_length`` and truncation is off."""

@@ -51,7 +51,8 @@ class LoraSection:
     r: int = 8
     alpha: int = 16
     dropout: float = 0.0
-    target_modules: list[str] = field(
+    # Module names (matched as suffixes) or one regular expression matched against full module names.
+    target_modules: list[str] | str = field(
         default_factory=lambda: ["q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj"]
     )
 
@@ -244,7 +245,7 @@ class DTMTrainer:
                 r=cfg.lora.r,
                 lora_alpha=cfg.lora.alpha,
                 lora_dropout=cfg.lora.dropout,
-                target_modules=list(cfg.lora.target_modules),
+                target_modules=cfg.lora.target_modules,
             )
             model = add_lora_adapters(model, lora)
         if cfg.gradient_checkpointing:
