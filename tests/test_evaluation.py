@@ -93,12 +93,12 @@ def test_adapter_is_applied_and_found_in_a_named_subfolder(sudoku_model, tmp_pat
             param.data.normal_(0, 2.0)  # a non-trivial adapter: outputs change
     peft.save_pretrained(str(tmp_path / "adapter"))
     assert resolve_adapter(tmp_path / "adapter") == tmp_path / "adapter" / "student"
-    plain = run_eval(config(sudoku_model, tmp_path / "plain"), progress=False)
+    run_eval(config(sudoku_model, tmp_path / "plain"), progress=False)
     adapted = run_eval(config(sudoku_model, tmp_path / "lora", adapter=str(tmp_path / "adapter")), progress=False)
     assert adapted[0]["checkpoint"].endswith("adapter")
     completions = [lines(tmp_path / d / "samples-len16.jsonl") for d in ("plain", "lora")]
     assert [s["completion"] for s in completions[0]] != [s["completion"] for s in completions[1]]
-    with pytest.raises(FileNotFoundError, match="no adapter_config.json"):
+    with pytest.raises(FileNotFoundError, match=r"no adapter_config\.json"):
         resolve_adapter(tmp_path)
 
 
