@@ -13,7 +13,7 @@ from dtm.config import ConfigError, load_config
 from dtm.models import TinyModelConfig, build_tiny_model, load_model
 from dtm.sampling import SamplingConfig
 from dtm.tasks.increment import IncrementTask
-from dtm.training.dtm import DTMConfig, DTMTrainer, LoraSection, evaluate
+from dtm.training.dtm import RUN_STATE_BYTES, DTMConfig, DTMTrainer, LoraSection, evaluate
 from dtm.training.pretrain import PretrainConfig, pretrain
 
 TINY = TinyModelConfig(vocab_size=14, hidden_size=64, num_layers=2, num_heads=4, intermediate_size=128)
@@ -196,6 +196,39 @@ def test_existing_run_folder_is_not_overwritten(tmp_path):
     assert (tmp_path / "run" / "keep.txt").read_text() == "precious"
 
 
+def test_output_folder_that_cannot_be_created_is_reported_before_training(tmp_path):
+    (tmp_path / "file").write_text("not a folder")
+    cfg = small_config(tmp_path, output_dir=str(tmp_path / "file" / "run"))
+    with pytest.raises(PermissionError, match=r"output folder .*file/run is not writable"):
+        DTMTrainer(cfg, model=tiny_model(), progress=False)
+
+
+def test_full_disk_is_reported_before_training(tmp_path, monkeypatch):
+    from collections import namedtuple
+
+    import dtm.training.logging as logging_module
+
+    usage = namedtuple("usage", "total used free")
+    monkeypatch.setattr(logging_module.shutil, "disk_usage", lambda path: usage(10**9, 10**9 - 1000, 1000))
+    with pytest.raises(OSError, match=r"has 0 MB free but this run's checkpoints need about"):
+        DTMTrainer(small_config(tmp_path), model=tiny_model(), progress=False)
+    assert not list((tmp_path / "run").glob("step-*"))
+
+
+@pytest.mark.parametrize("teacher", ["copy", "lora"])
+def test_disk_space_estimate_covers_a_real_checkpoint(tmp_path, teacher):
+    overrides = dict(teacher=teacher, lora=LoraSection(r=4, alpha=8), steps_per_h=3, save_every=1, keep_checkpoints=2)
+    model = tiny_model()
+    weights = sum(p.numel() * p.element_size() for p in model.parameters())
+    trainer = DTMTrainer(small_config(tmp_path, **overrides), model=model, progress=False)
+    per_checkpoint = (trainer._checkpoint_bytes(tiny_model()) - weights) / 3  # 2 kept + 1 being written
+    trainer.train()
+    folders = sorted((tmp_path / "run").glob("step-*"))
+    assert [f.name for f in folders] == ["step-00000005", "step-00000006"]  # mid-phase (with AdamW state), phase end
+    written = max(sum(f.stat().st_size for f in folder.iterdir()) for folder in folders)
+    assert written <= per_checkpoint <= 1.5 * written + RUN_STATE_BYTES
+
+
 @pytest.mark.parametrize(
     ("override", "message"),
     [
@@ -229,6 +262,11 @@ def test_existing_run_folder_is_not_overwritten(tmp_path):
         ("stpes_per_h=3", "did you mean 'steps_per_h'"),
         ("sampling.temprature=1", "did you mean 'temperature'"),
         ("mixed_precision=fp8", "mixed_precision"),
+        ("task=sudokku", "task: unknown task 'sudokku'; available: countdown"),
+        ("max_prompt_length=-1", "max_prompt_length: must be >= 0"),
+        ("prompt_truncation=right", "prompt_truncation: must be one of 'error', 'left'"),
+        ("model.load_in_4bit=true", "model.load_in_4bit: a 4-bit base cannot be trained directly; set teacher: lora"),
+        ("model.dtype=int8", "model.dtype: must be one of"),
     ],
 )
 def test_bad_config_values_give_one_clear_error(override, message):

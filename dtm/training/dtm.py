@@ -11,6 +11,7 @@ from __future__ import annotations
 import copy
 import json
 import math
+import re
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -44,6 +45,8 @@ from dtm.training.logging import MetricsLog, prepare_run_dir
 from dtm.training.rewards import RewardFn, score
 from dtm.training.schedule import lr_at, set_lr
 from dtm.training.teacher import CopyTeacher, LoraTeacher, add_lora_adapters, load_trainable_state, trainable_state
+
+RUN_STATE_BYTES = 1_000_000
 
 
 @dataclass
@@ -229,7 +232,7 @@ class DTMTrainer:
             project_dir=str(self.out),
         )
         if self.accelerator.is_main_process:
-            prepare_run_dir(self.out, resume=resume, overwrite=overwrite)
+            prepare_run_dir(self.out, resume=resume, overwrite=overwrite, min_free_bytes=self._checkpoint_bytes(model))
         self.accelerator.wait_for_everyone()
         # DeepSpeed steps, clips and skips overflowing fp16 steps inside its engine.
         self._engine_clips = self.accelerator.distributed_type == DistributedType.DEEPSPEED
@@ -288,6 +291,22 @@ class DTMTrainer:
             self.log.path.unlink(missing_ok=True)  # a run killed before its first checkpoint starts over
         if cfg.log_with != "none":
             self.accelerator.init_trackers("dtm", config=json.loads(json.dumps(cfg.__dict__, default=str)))
+
+    def _checkpoint_bytes(self, model: DiffusionLM) -> int:
+        """Disk space the kept checkpoints and the final model need: trainable weights (or LoRA adapters) for student,
+        teacher and EMA, and two AdamW moments, in fp32, per checkpoint, times the checkpoints kept at once (one more
+        while a new one is written), plus the final model. 1 MB per checkpoint covers the run state (buffer, RNG)."""
+        if self.cfg.teacher == "lora":
+            trainable = sum(
+                self.cfg.lora.r * (m.in_features + m.out_features)
+                for name, m in model.model.named_modules()
+                if isinstance(m, torch.nn.Linear) and _is_lora_target(name, self.cfg.lora.target_modules)
+            )
+        else:
+            trainable = sum(p.numel() for p in model.parameters() if p.requires_grad)
+        per_checkpoint = 4 * trainable * (5 if self.cfg.ema else 4) + RUN_STATE_BYTES
+        kept = (self.cfg.keep_checkpoints or self.cfg.num_phases) + 1
+        return per_checkpoint * kept + sum(p.numel() * p.element_size() for p in model.parameters())
 
     # ---------------------------------------------------------------- rollouts
 
@@ -567,6 +586,13 @@ class _AdapterView(torch.nn.Module):
         self, input_ids: torch.Tensor, attention_mask: torch.Tensor | None = None, select: torch.Tensor | None = None
     ) -> torch.Tensor:
         return self.teacher(input_ids, attention_mask=attention_mask, select=select)
+
+
+def _is_lora_target(name: str, targets: list[str] | str) -> bool:
+    """peft's rule: a regular expression matches the full module name, a list entry matches its last parts."""
+    if isinstance(targets, str):
+        return re.fullmatch(targets, name) is not None
+    return any(name == t or name.endswith(f".{t}") for t in targets)
 
 
 def _contiguous(state: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:

@@ -10,20 +10,29 @@ from pathlib import Path
 from typing import Any
 
 
-def prepare_run_dir(path: str | Path, *, resume: bool = False, overwrite: bool = False) -> Path:
-    """Create ``path`` and check it is writable; a non-empty folder needs ``resume`` (kept) or ``overwrite``."""
+def prepare_run_dir(
+    path: str | Path, *, resume: bool = False, overwrite: bool = False, min_free_bytes: int = 0
+) -> Path:
+    """Create ``path`` and check it is writable and has ``min_free_bytes`` of free space; a non-empty folder needs
+    ``resume`` (kept) or ``overwrite``. Every problem is found here, before any training starts."""
     path = Path(path)
     if path.exists() and any(path.iterdir()) and not (resume or overwrite):
         raise FileExistsError(f"output folder {path} is not empty; pass --resume to continue or --overwrite to replace")
-    if overwrite and not resume and path.exists():
-        shutil.rmtree(path)
-    path.mkdir(parents=True, exist_ok=True)
-    probe = path / ".write-test"
     try:
+        if overwrite and not resume and path.exists():
+            shutil.rmtree(path)
+        path.mkdir(parents=True, exist_ok=True)
+        probe = path / ".write-test"
         probe.write_text("ok")
         probe.unlink()
     except OSError as e:
         raise PermissionError(f"output folder {path} is not writable: {e}") from None
+    free = shutil.disk_usage(path).free
+    if free < min_free_bytes:
+        raise OSError(
+            f"output folder {path} has {free / 1e6:.0f} MB free but this run's checkpoints need about "
+            f"{min_free_bytes / 1e6:.0f} MB; free some space or choose another output_dir"
+        )
     return path
 
 
