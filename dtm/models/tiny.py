@@ -6,10 +6,13 @@ LLaDA-8B; the only difference from a causal Llama is ``is_causal=False``.
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
 from transformers import LlamaConfig, LlamaForCausalLM
+from transformers.utils import logging as hf_logging
 
 from dtm.models.base import DiffusionLM
 
@@ -56,5 +59,18 @@ def build_tiny_model(cfg: TinyModelConfig) -> DiffusionLM:
 def save_model(model: DiffusionLM, path: str | Path) -> None:
     """Save weights (safetensors) and config, with the mask token id, in a folder ``from_pretrained`` can read."""
     model.model.config.mask_token_id = model.mask_token_id
-    model.model.save_pretrained(str(path))
+    with quiet_progress():
+        model.model.save_pretrained(str(path))
+
+
+@contextmanager
+def quiet_progress() -> Iterator[None]:
+    """Hide transformers' per-file progress bars (noise for small local folders), restoring the previous setting."""
+    was_enabled = hf_logging.is_progress_bar_enabled()
+    hf_logging.disable_progress_bar()
+    try:
+        yield
+    finally:
+        if was_enabled:
+            hf_logging.enable_progress_bar()
 
