@@ -15,7 +15,11 @@ from dtm.tasks.base import PromptBatch
 
 @dataclass
 class SamplingConfig:
-    """SAR decoding settings (METHOD.md §1). ``steps`` is the total number of rounds over the whole response."""
+    """SAR decoding settings (METHOD.md §1). ``steps`` is the total number of rounds over the whole response.
+
+    ``prefix_cache`` turns on approximate prefix caching of keys and values (see :mod:`dtm.diffusion.sampler`): faster
+    rollouts, outputs not identical to the uncached sampler. It needs a model that accepts ``past_key_values``.
+    """
 
     gen_length: int = 8
     block_length: int = 4
@@ -23,6 +27,7 @@ class SamplingConfig:
     temperature: float = 1.0
     remasking: Literal["low_confidence", "random"] = "low_confidence"
     batch_size: int = 256
+    prefix_cache: bool = False
 
     def __post_init__(self) -> None:
         check(self.gen_length > 0, "gen_length", f"must be positive, got {self.gen_length}")
@@ -64,6 +69,7 @@ def rollout(
             remasking=sampling.remasking,
             attention_mask=prompts.attention_mask[chunk].to(device),
             generator=generator,
+            prefix_cache=sampling.prefix_cache,
         )
         out.append(x[:, ids.shape[1] :].cpu())
     model.train(was_training)

@@ -123,6 +123,15 @@ def test_gradient_checkpointing_switch_trains_the_same_weights(tmp_path, teacher
         torch.testing.assert_close(value, reference[name], rtol=0, atol=1e-6, msg=name)
 
 
+@pytest.mark.parametrize("teacher", ["copy", "lora"])
+def test_prefix_cache_rollouts_through_either_teacher(tmp_path, teacher):
+    sampling = SamplingConfig(gen_length=8, block_length=4, steps=8, batch_size=64, prefix_cache=True)
+    cfg = small_config(tmp_path, teacher=teacher, a_end=1.0, sampling=sampling, lora=LoraSection(r=4, alpha=8))
+    trainer = DTMTrainer(cfg, model=tiny_model(), progress=False)
+    trainer.train()
+    assert trainer.state.rollouts > 0 and trainer.state.reward_errors == 0
+
+
 def test_bf16_mixed_precision_switch_trains(tmp_path):
     cfg = small_config(tmp_path, mixed_precision="bf16", a_end=1.0)
     trainer = DTMTrainer(cfg, model=tiny_model(), progress=False)

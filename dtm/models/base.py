@@ -8,9 +8,11 @@ positions only.
 
 from __future__ import annotations
 
+from typing import Any
+
 import torch
 from torch import nn
-from transformers import PretrainedConfig
+from transformers import Cache, PretrainedConfig
 
 
 class DiffusionLM(nn.Module):
@@ -20,6 +22,13 @@ class DiffusionLM(nn.Module):
     ``select`` (a boolean ``[batch, length]`` mask) is given, ``[n_selected, vocab]`` logits for the selected
     positions in row-major order. Selection runs the backbone on every position (attention is bidirectional) but
     applies the output projection only where needed.
+
+    ``past_key_values`` (a transformers cache, e.g. ``DynamicCache``) holds the keys and values of positions that
+    precede ``input_ids``: the backbone attends to them as well, takes position ids from the cache length, and appends
+    the keys and values of ``input_ids`` to the cache (the caller crops it). ``attention_mask`` then covers the cached
+    and the new positions. Without it no cache is built at all: transformers models default to ``use_cache=True``,
+    which copies every layer's keys and values into a cache on each call (measured: ~7% of a sampler forward and ~15%
+    of a training step on the built-in model).
     """
 
     def __init__(self, model: nn.Module, mask_token_id: int, shift_logits: bool = False) -> None:
@@ -53,16 +62,32 @@ class DiffusionLM(nn.Module):
         input_ids: torch.Tensor,
         attention_mask: torch.Tensor | None = None,
         select: torch.Tensor | None = None,
+        past_key_values: Cache | None = None,
     ) -> torch.Tensor:
+        if past_key_values is not None and self.shift_logits:
+            # The first new position would read the output of the last cached position, which is not recomputed.
+            raise ValueError("past_key_values is not supported for models with shifted logits")
         parts = self._split() if select is not None else None
         if parts is None:
-            logits = self.model(input_ids=input_ids, attention_mask=attention_mask).logits
+            cache_kwargs = _cache_kwargs(self.model, past_key_values)
+            logits = self.model(input_ids=input_ids, attention_mask=attention_mask, **cache_kwargs).logits
             if self.shift_logits:
                 logits = torch.cat([logits[:, :1], logits[:, :-1]], dim=1)
             return logits if select is None else logits[select]
         backbone, head = parts
-        hidden = backbone(input_ids=input_ids, attention_mask=attention_mask).last_hidden_state
+        cache_kwargs = _cache_kwargs(backbone, past_key_values)
+        hidden = backbone(input_ids=input_ids, attention_mask=attention_mask, **cache_kwargs).last_hidden_state
         if self.shift_logits:  # position i reads the output at i - 1 (position 0 keeps its own)
             rows, cols = select.nonzero(as_tuple=True)
             return head(hidden[rows, (cols - 1).clamp(min=0)])
         return head(hidden[select])
+
+
+def _cache_kwargs(module: nn.Module, past_key_values: Cache | None) -> dict[str, Any]:
+    """Cache arguments for a call of ``module``: the cache if one is given; else ``use_cache=False`` for modules whose
+    config would build one (other modules, e.g. a plain one returning ``.logits``, get no extra arguments)."""
+    if past_key_values is not None:
+        return {"past_key_values": past_key_values, "use_cache": True}
+    if getattr(getattr(module, "config", None), "use_cache", False):
+        return {"use_cache": False}
+    return {}

@@ -22,6 +22,7 @@ from accelerate.utils import DistributedType, gather_object, set_seed
 from peft import LoraConfig, prepare_model_for_kbit_training
 from safetensors.torch import load_file, save_file
 from tqdm.auto import tqdm
+from transformers import Cache
 
 from dtm.config import check, save_config
 from dtm.diffusion.losses import (
@@ -583,9 +584,13 @@ class _AdapterView(torch.nn.Module):
         self.mask_token_id = model.mask_token_id
 
     def forward(
-        self, input_ids: torch.Tensor, attention_mask: torch.Tensor | None = None, select: torch.Tensor | None = None
+        self,
+        input_ids: torch.Tensor,
+        attention_mask: torch.Tensor | None = None,
+        select: torch.Tensor | None = None,
+        past_key_values: Cache | None = None,
     ) -> torch.Tensor:
-        return self.teacher(input_ids, attention_mask=attention_mask, select=select)
+        return self.teacher(input_ids, attention_mask=attention_mask, select=select, past_key_values=past_key_values)
 
 
 def _is_lora_target(name: str, targets: list[str] | str) -> bool:

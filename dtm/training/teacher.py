@@ -14,6 +14,7 @@ import copy
 import torch
 from peft import LoraConfig, PeftModel, get_peft_model
 from torch import nn
+from transformers import Cache
 
 from dtm.models.base import DiffusionLM
 
@@ -67,13 +68,19 @@ class LoraTeacher:
 
     @torch.no_grad()
     def __call__(
-        self, input_ids: torch.Tensor, attention_mask: torch.Tensor | None = None, select: torch.Tensor | None = None
+        self,
+        input_ids: torch.Tensor,
+        attention_mask: torch.Tensor | None = None,
+        select: torch.Tensor | None = None,
+        past_key_values: Cache | None = None,
     ) -> torch.Tensor:
         was_training = self.student.training
         self.peft.set_adapter(TEACHER, inference_mode=True)
         self.student.eval()
         try:
-            return self.student(input_ids, attention_mask=attention_mask, select=select)
+            return self.student(
+                input_ids, attention_mask=attention_mask, select=select, past_key_values=past_key_values
+            )
         finally:
             self.peft.set_adapter(STUDENT)
             self.student.train(was_training)
