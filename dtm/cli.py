@@ -66,6 +66,7 @@ EVAL_FLAGS = {
     "steps": "steps",
     "block_length": "block_length",
     "temperature": "temperature",
+    "prefix_cache": "prefix_cache",
     "num_examples": "num_examples",
     "batch_size": "batch_size",
     "split": "split",
@@ -134,6 +135,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--steps", type=int, help="decoding steps (default: gen_length / 2)")
     p.add_argument("--block-length", type=int, help="SAR block length (default 32)")
     p.add_argument("--temperature", type=float, help="0 = greedy (default)")
+    p.add_argument("--prefix-cache", action="store_const", const=True, help="approximate prefix KV caching")
     p.add_argument("--num-examples", type=int, help="test examples (default 256)")
     p.add_argument("--batch-size", type=int, help="prompts per decoding batch (default 16)")
     p.add_argument("--split", choices=["train", "test"])

@@ -43,6 +43,7 @@ class EvalConfig:
     steps: int = 0
     temperature: float = 0.0
     remasking: Literal["low_confidence", "random"] = "low_confidence"
+    prefix_cache: bool = False
     num_examples: int = 256
     split: Literal["train", "test"] = "test"
     seed: int = 0
@@ -70,6 +71,7 @@ class EvalConfig:
             temperature=self.temperature,
             remasking=self.remasking,
             batch_size=self.batch_size,
+            prefix_cache=self.prefix_cache,
         )
 
 
@@ -198,6 +200,7 @@ def summarize(cfg: EvalConfig, gen_length: int, records: list[dict[str, Any]]) -
         "steps": cfg.steps_for(gen_length),
         "block_length": cfg.block_length,
         "temperature": cfg.temperature,
+        "prefix_cache": cfg.prefix_cache,
         "checkpoint": cfg.model + (f" + {cfg.adapter}" if cfg.adapter else ""),
         "split": cfg.split,
         "n": n,
@@ -214,11 +217,12 @@ def _token_tasks() -> set[str]:
 
 
 def markdown_table(rows: list[dict[str, Any]]) -> str:
-    head = "| task | style | length | steps | block | checkpoint | n | accuracy % | exact % | mean reward |"
-    lines = [head, "|---|---|---:|---:|---:|---|---:|---:|---:|---:|"]
+    head = "| task | style | length | steps | block | cache | checkpoint | n | accuracy % | exact % | mean reward |"
+    lines = [head, "|---|---|---:|---:|---:|---|---|---:|---:|---:|---:|"]
     for r in rows:
         lines.append(
             f"| {r['task']} | {r['style']} | {r['gen_length']} | {r['steps']} | {r['block_length']} | "
+            f"{'prefix' if r['prefix_cache'] else 'no'} | "
             f"{r['checkpoint']} | {r['n']} | {r['accuracy']:.1f} | {r['exact']:.1f} | {r['reward']:.3f} |"
         )
     return "\n".join(lines)

@@ -50,7 +50,7 @@ def test_samples_and_table_agree(sudoku_model, tmp_path):
     assert (row["gen_length"], row["steps"], row["block_length"], row["n"]) == (16, 8, 8, 10)
     assert row["checkpoint"] == str(sudoku_model) and row["style"] == "-"
     table = (tmp_path / "e" / "results.md").read_text()
-    assert "| sudoku_digits | - | 16 | 8 | 8 |" in table
+    assert "| sudoku_digits | - | 16 | 8 | 8 | no |" in table
     assert json.loads((tmp_path / "e" / "results.json").read_text()) == rows
 
 
@@ -125,7 +125,7 @@ def test_eval_command(sudoku_model, tmp_path, capsys):
     argv = ["eval", "--model", str(sudoku_model), "--task", "sudoku_digits", "--gen-length", "16"]
     main([*argv, "--block-length", "8", "--num-examples", "5", "--output-dir", str(out), "--no-progress"])
     printed = capsys.readouterr().out
-    assert "| sudoku_digits | - | 16 | 8 | 8 |" in printed
+    assert "| sudoku_digits | - | 16 | 8 | 8 | no |" in printed
     assert len(lines(out / "samples-len16.jsonl")) == 5
     with pytest.raises(SystemExit) as exit_info:
         main(["eval", "--model", str(sudoku_model), "--task", "nope", "--output-dir", str(out)])
