@@ -7,6 +7,7 @@ naming the offending dotted key and, when known, the file it came from.
 
 from __future__ import annotations
 
+import copy
 import dataclasses
 import difflib
 from collections.abc import Iterable, Mapping, Sequence
@@ -29,13 +30,16 @@ def check(condition: bool, key: str, message: str) -> None:
         raise ConfigError(f"{key}: {message}")
 
 
-def load_config(cls: type[T], path: str | Path | None = None, overrides: Sequence[str] = ()) -> T:
-    """Build ``cls`` from an optional YAML file, then apply ``section.key=value`` overrides.
+def load_config(cls: type[T], path: str | Path | Mapping[str, Any] | None = None, overrides: Sequence[str] = ()) -> T:
+    """Build ``cls`` from an optional YAML file (or an already-read mapping), then apply ``section.key=value``
+    overrides.
 
     Override values are parsed as YAML (``lr=1e-3``, ``layers=[1,2]``, ``flag=true``).
     """
     data: dict[str, Any] = {}
-    if path is not None:
+    if isinstance(path, Mapping):
+        data, path = copy.deepcopy(dict(path)), None
+    elif path is not None:
         try:
             loaded = yaml.safe_load(Path(path).read_text(encoding="utf-8"))
         except yaml.YAMLError as e:

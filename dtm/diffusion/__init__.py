@@ -1,4 +1,5 @@
-"""Pure tensor code: the forward masking process, SAR decoding, and the losses. No I/O here."""
+"""Pure tensor code: the forward masking process, SAR decoding, the losses and the RL baselines' policy estimators.
+No I/O here."""
 
 from dtm.diffusion.losses import (
     ControlVariate,
@@ -9,20 +10,42 @@ from dtm.diffusion.losses import (
     tilt_shift,
 )
 from dtm.diffusion.masking import MaskedState, mask_tokens, sar_masked_states, uniform_masked_states
+from dtm.diffusion.policy import (
+    PolicyLoss,
+    block_elbo,
+    block_eubo,
+    group_advantages,
+    grpo_loss,
+    mean_field_input,
+    spg_loss,
+    token_log_probs,
+    wd1_loss,
+    wd1_weights,
+)
 from dtm.diffusion.sampler import generate, steps_per_block, tokens_per_step
 
 __all__ = [
     "ControlVariate",
     "MaskedState",
+    "PolicyLoss",
+    "block_elbo",
+    "block_eubo",
     "cdtm_loss",
     "generate",
+    "group_advantages",
+    "grpo_loss",
     "mask_tokens",
     "masked_diffusion_loss",
+    "mean_field_input",
     "optimal_control_variate",
     "position_weights",
     "sar_masked_states",
+    "spg_loss",
     "steps_per_block",
     "tilt_shift",
+    "token_log_probs",
     "tokens_per_step",
     "uniform_masked_states",
+    "wd1_loss",
+    "wd1_weights",
 ]

@@ -1,0 +1,469 @@
+"""RL baselines in the same framework as DTM: diffu-GRPO (d1), wd1 and SPG.
+
+Each is an on-policy loop over rollout batches; read :meth:`PolicyGradientTrainer.train` top to bottom. One step:
+
+1. ``P = micro_batch * grad_accum / num_generations`` fresh prompts per process, ``num_generations`` (K) completions
+   each from the current policy with the project's SAR sampler at the rollout temperature, scored by the reward
+   functions (the buffer of :class:`~dtm.training.buffer.ReplayBuffer`, rebuilt every step).
+2. Group-relative advantages, and what the method needs before its updates (d1: the log-probabilities of the rollout
+   policy and of the reference; wd1: the group softmax weights).
+3. ``inner_updates`` (mu) optimizer steps on the batch, each accumulating gradients over ``grad_accum`` micro-batches
+   that together cover it, with the method's loss from :mod:`dtm.diffusion.policy`.
+
+Rollouts, rewards, gradient clipping, non-finite-step skipping, checkpoints (exact resumption), JSONL metrics,
+evaluation and the final model are the shared plumbing of :class:`~dtm.training.common.Trainer`. The learning rate
+follows one warmup / constant / decay schedule over all ``steps * inner_updates`` optimizer steps.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Literal
+
+import torch
+from safetensors.torch import load_file
+from tqdm.auto import tqdm
+
+from dtm.config import check
+from dtm.diffusion.masking import sar_masked_states
+from dtm.diffusion.policy import (
+    block_elbo,
+    block_eubo,
+    group_advantages,
+    grpo_loss,
+    mean_field_input,
+    spg_loss,
+    token_log_probs,
+    wd1_loss,
+    wd1_weights,
+)
+from dtm.models.base import DiffusionLM
+from dtm.tasks.base import TokenTask
+from dtm.training.buffer import ReplayBuffer
+from dtm.training.common import RunConfig, RunState, Trainer
+from dtm.training.rewards import RewardFn
+from dtm.training.schedule import lr_at, set_lr
+from dtm.training.teacher import CopyTeacher, LoraTeacher, trainable_state
+
+# A model call: (input_ids, attention_mask=..., select=...) -> logits (the trained model, or a frozen reference).
+Forward = Callable[..., torch.Tensor]
+
+
+@dataclass
+class PolicyGradientConfig(RunConfig):
+    """Settings shared by the RL baselines (the run settings are in :class:`RunConfig`). Defaults are a CPU-sized run
+    on the ``increment`` toy task; the comments give the published LLaDA-8B values."""
+
+    output_dir: str = "runs/baseline"
+    lr: float = 5e-4
+    lr_min: float = 5e-5
+    # full: train every weight; lora: train a LoRA adapter on a frozen (possibly 4-bit) base.
+    finetune: Literal["full", "lora"] = "full"
+    steps: int = 40  # rollout batches; each is used for inner_updates optimizer steps
+    num_generations: int = 4  # K completions per prompt (papers: 6)
+    inner_updates: int = 1  # mu: optimizer steps per rollout batch
+
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        check(
+            not self.model.load_in_4bit or self.finetune == "lora",
+            "model.load_in_4bit",
+            "a 4-bit base cannot be trained directly; set finetune: lora (an adapter on the frozen base)",
+        )
+        check(self.steps > 0, "steps", f"must be positive, got {self.steps}")
+        check(self.num_generations >= 2, "num_generations", f"must be >= 2 (a group), got {self.num_generations}")
+        check(self.inner_updates > 0, "inner_updates", f"must be positive, got {self.inner_updates}")
+        per_step = self.micro_batch * self.grad_accum
+        check(
+            per_step % self.num_generations == 0,
+            "num_generations",
+            f"must divide micro_batch x grad_accum = {per_step} (each optimizer step covers whole groups), "
+            f"got {self.num_generations}",
+        )
+        check(
+            self.prompt_pool >= self.prompts_per_step,
+            "prompt_pool",
+            f"must be >= the prompts per step micro_batch x grad_accum / num_generations = {self.prompts_per_step}, "
+            f"got {self.prompt_pool}",
+        )
+
+    @property
+    def prompts_per_step(self) -> int:
+        """Prompts per rollout batch and process: the batch of one optimizer step, in groups of K."""
+        return self.micro_batch * self.grad_accum // self.num_generations
+
+    @property
+    def total_updates(self) -> int:
+        return self.steps * self.inner_updates
+
+
+@dataclass
+class DiffuGRPOConfig(PolicyGradientConfig):
+    """diffu-GRPO (d1). Published: K = 6, mu = 12, clip 0.5, beta 0.04, p_mask 0.15, lr 3e-6, grad clip 0.2."""
+
+    method: Literal["diffu_grpo"] = "diffu_grpo"
+    output_dir: str = "runs/diffu_grpo"
+    clip_eps: float = 0.5
+    beta: float = 0.04  # weight of the KL to the reference policy (0: no reference model)
+    p_mask: float = 0.15  # probability of masking each prompt token in the one-step estimate
+    ref_sync_every: int = 0  # copy the policy into the reference every this many steps (0 = never)
+
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        check(0 < self.clip_eps < 1, "clip_eps", f"must be in (0, 1), got {self.clip_eps}")
+        check(self.beta >= 0, "beta", f"must be >= 0 (0 = no KL term), got {self.beta}")
+        check(0 <= self.p_mask < 1, "p_mask", f"must be in [0, 1), got {self.p_mask}")
+        check(self.ref_sync_every >= 0, "ref_sync_every", f"must be >= 0 (0 = never), got {self.ref_sync_every}")
+        check(
+            self.beta > 0 or not self.ref_sync_every,
+            "ref_sync_every",
+            "needs beta > 0 (with beta = 0 there is no reference policy to sync)",
+        )
+
+
+@dataclass
+class WD1Config(PolicyGradientConfig):
+    """wd1. Published: K = 6, p_mask 0.15, lr 3e-6."""
+
+    method: Literal["wd1"] = "wd1"
+    output_dir: str = "runs/wd1"
+    psi: float = 1.0  # inverse temperature of the group softmax weights
+    p_mask: float = 0.15
+
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        check(self.psi > 0, "psi", f"must be positive, got {self.psi}")
+        check(0 <= self.p_mask < 1, "p_mask", f"must be in [0, 1), got {self.p_mask}")
+
+
+@dataclass
+class SPGConfig(PolicyGradientConfig):
+    """SPG. Published: K = 6, mu = 4, 2 masked states per sequence, beta 1.0-2.0, mixture weight 0.5."""
+
+    method: Literal["spg"] = "spg"
+    output_dir: str = "runs/spg"
+    mc_samples: int = 2  # SAR-aligned masked states per sequence and update
+    eubo_beta: float = 1.5  # beta of the evidence upper bound
+    eubo_weight: float = 0.5  # negative samples: w * EUBO + (1 - w) * ELBO (1: SPG w/ EUBO, 0.5: SPG w/ mixture)
+
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        check(self.mc_samples > 0, "mc_samples", f"must be positive, got {self.mc_samples}")
+        check(self.eubo_beta >= 1, "eubo_beta", f"must be >= 1, got {self.eubo_beta}")
+        check(0 <= self.eubo_weight <= 1, "eubo_weight", f"must be in [0, 1], got {self.eubo_weight}")
+
+
+@dataclass
+class PolicyGradientState(RunState):
+    """Counters saved in every checkpoint (``step`` counts rollout batches), and the training time so far."""
+
+    wall_time: float = 0.0
+
+
+@dataclass
+class RolloutBatch:
+    """One step's rollouts on this process, rows grouped by prompt, and what the method precomputed per row.
+
+    ``inputs[k]``, ``old_log_probs[k]``, ``ref_log_probs[k]``: d1/wd1 inputs of inner update k and d1's log-probs of
+    the rollout policy and the reference on them; ``w_plus``, ``w_minus``: wd1's weights.
+    """
+
+    prompt_ids: torch.Tensor
+    prompt_mask: torch.Tensor
+    responses: torch.Tensor
+    rewards: torch.Tensor
+    advantages: torch.Tensor
+    inputs: list[torch.Tensor] = field(default_factory=list)
+    old_log_probs: list[torch.Tensor] = field(default_factory=list)
+    ref_log_probs: list[torch.Tensor] = field(default_factory=list)
+    w_plus: torch.Tensor | None = None
+    w_minus: torch.Tensor | None = None
+
+
+class PolicyGradientTrainer(Trainer):
+    """The loop shared by the baselines; a method provides ``_prepare`` and ``_micro_loss``."""
+
+    normalize_advantages = False
+    summed_metrics = ("reward_errors", "rollouts")
+
+    def __init__(
+        self,
+        cfg: PolicyGradientConfig,
+        *,
+        model: DiffusionLM | None = None,
+        task: TokenTask | None = None,
+        reward_fns: list[RewardFn] | None = None,
+        resume: bool = False,
+        overwrite: bool = False,
+        progress: bool = True,
+    ) -> None:
+        super().__init__(
+            cfg, model=model, task=task, reward_fns=reward_fns, resume=resume, overwrite=overwrite, progress=progress
+        )
+        self.cfg: PolicyGradientConfig = cfg
+        self.reference: CopyTeacher | LoraTeacher | None = None
+        if self.needs_reference:
+            self.reference = LoraTeacher(self.raw_student) if self.uses_lora else CopyTeacher(self.raw_student)
+        pool = self._prompt_pool(cfg.prompts_per_step, "micro_batch x grad_accum / num_generations")
+        seed = cfg.seed + self.accelerator.process_index
+        self.buffer = ReplayBuffer(pool, cfg.prompts_per_step, cfg.num_generations, cfg.sampling.gen_length, seed)
+        self.state = PolicyGradientState()
+        self._start()
+
+    @property
+    def uses_lora(self) -> bool:
+        return self.cfg.finetune == "lora"
+
+    @property
+    def needs_reference(self) -> bool:
+        """Whether the method keeps a frozen reference policy (d1's KL term)."""
+        return False
+
+    def _checkpoint_copies(self) -> int:
+        """Weights, two AdamW moments, and the reference when there is one."""
+        return 4 if self.needs_reference else 3
+
+    def _checkpoints_kept(self) -> int:
+        every = self.cfg.save_every
+        return self.cfg.keep_checkpoints or (self.cfg.steps // every if every else 0) + 1
+
+    # ---------------------------------------------------------------- method hooks
+
+    def _prepare(self, batch: RolloutBatch) -> None:
+        """Fill the method's per-row data of a fresh rollout batch (no gradient)."""
+
+    def _micro_loss(self, batch: RolloutBatch, rows: slice, update: int) -> tuple[torch.Tensor, dict[str, float]]:
+        """Loss of rows ``rows`` of the batch in inner update ``update``, averaged over the rows; and diagnostics."""
+        raise NotImplementedError
+
+    # ---------------------------------------------------------------- one step
+
+    def _rollout_batch(self) -> RolloutBatch:
+        """K fresh rollouts for each of the step's prompts (the buffer rebuilt), with group-relative advantages."""
+        self.buffer.rebuild(self._rollout)
+        device = self.accelerator.device
+        prompts = self.buffer.pool.select(self.buffer.prompt_rows())
+        rewards = self.buffer.rewards
+        advantages = group_advantages(rewards, self.cfg.num_generations, scale=self.normalize_advantages)
+        batch = RolloutBatch(
+            prompts.ids.to(device),
+            prompts.attention_mask.to(device),
+            self.buffer.responses.to(device),
+            rewards.to(device),
+            advantages.to(device),
+        )
+        self._prepare(batch)
+        return batch
+
+    def _update(self, batch: RolloutBatch, update: int) -> dict[str, float]:
+        """One optimizer step over the whole batch, accumulated over ``grad_accum`` micro-batches."""
+        cfg = self.cfg
+        total_loss, stats = 0.0, {}
+        # accelerate's accumulate() skips the gradient all-reduce on all but the last micro-batch, and its backward()
+        # divides the loss by grad_accum (under DeepSpeed, the engine does both).
+        for i in range(cfg.grad_accum):
+            rows = slice(i * cfg.micro_batch, (i + 1) * cfg.micro_batch)
+            with self.accelerator.accumulate(self.student):
+                loss, micro_stats = self._micro_loss(batch, rows, update)
+                self.accelerator.backward(loss)
+            total_loss += loss.item() / cfg.grad_accum
+            for key, value in micro_stats.items():
+                stats[key] = stats.get(key, 0.0) + value / cfg.grad_accum
+        grad_norm, _ = self._apply_gradients(total_loss)
+        return {"loss": total_loss, "grad_norm": grad_norm, **stats}
+
+    def _mean_field_inputs(self, batch: RolloutBatch, p_mask: float) -> list[torch.Tensor]:
+        """One input per inner update (a fresh prompt mask each), drawn before the updates so that d1's rollout-time
+        log-probabilities and the updates see the same inputs."""
+        gen_length = batch.responses.shape[1]
+        return [
+            mean_field_input(
+                batch.prompt_ids, batch.prompt_mask, gen_length, p_mask, self.mask_id, self.sample_generator
+            )
+            for _ in range(self.cfg.inner_updates)
+        ]
+
+    def _mean_field_log_probs(self, model: Forward, x: torch.Tensor, batch: RolloutBatch, rows: slice) -> torch.Tensor:
+        """Per-token log-probabilities ``[n, G]`` of the rows' responses from one forward pass on their mean-field
+        input ``x`` (prompt partly masked, response fully masked)."""
+        responses = batch.responses[rows]
+        prompt_length = batch.prompt_ids.shape[1]
+        select = torch.zeros_like(x, dtype=torch.bool)
+        select[:, prompt_length:] = True
+        attention = torch.cat([batch.prompt_mask[rows], torch.ones_like(responses)], dim=1)
+        with self.accelerator.autocast():
+            logits = model(x, attention_mask=attention, select=select)
+        return token_log_probs(logits, responses)
+
+    @torch.no_grad()
+    def _frozen_log_probs(self, model: Forward, batch: RolloutBatch) -> list[torch.Tensor]:
+        """Mean-field log-probabilities of the whole batch under a frozen model, for every inner update's input,
+        computed micro-batch by micro-batch."""
+        step = self.cfg.micro_batch
+        return [
+            torch.cat(
+                [
+                    self._mean_field_log_probs(model, x[start : start + step], batch, slice(start, start + step))
+                    for start in range(0, len(x), step)
+                ]
+            )
+            for x in batch.inputs
+        ]
+
+    # ---------------------------------------------------------------- loop
+
+    def train(self) -> DiffusionLM:
+        """Run ``steps`` rollout batches; return the trained model."""
+        cfg = self.cfg
+        if self.state.step == 0 and cfg.eval_prompts:
+            self._log_eval("base")
+        bar = tqdm(
+            total=cfg.steps,
+            initial=self.state.step,
+            desc=cfg.method,
+            disable=not self.progress or not self.accelerator.is_main_process,
+        )
+        while self.state.step < cfg.steps:
+            start = time.perf_counter()
+            batch = self._rollout_batch()
+            updates = []
+            for k in range(cfg.inner_updates):
+                self._check_nonfinite()
+                lr = lr_at(
+                    self.state.step * cfg.inner_updates + k,
+                    cfg.total_updates,
+                    cfg.lr,
+                    cfg.lr_min,
+                    cfg.warmup,
+                    cfg.decay,
+                )
+                set_lr(self.optimizer, lr)
+                updates.append(self._update(batch, k))
+            self.state.step += 1
+            self._after_step()
+            self.state.wall_time += time.perf_counter() - start
+            record = {"step": self.state.step, "lr": lr}
+            record.update({key: sum(u[key] for u in updates) / len(updates) for key in updates[0]})
+            groups = batch.rewards.view(-1, cfg.num_generations)
+            zero_std = (groups == groups[:, :1]).all(dim=1).float().mean().item()
+            record.update(self.buffer.stats(), zero_std_groups=zero_std, skipped_steps=self.state.skipped_steps)
+            record.update(reward_errors=self.state.reward_errors, rollouts=self.state.rollouts)
+            record.update(wall_time=self.state.wall_time)
+            self._log(self._reduce(record))
+            bar.update(1)
+            bar.set_postfix(loss=f"{record['loss']:.3f}", reward=f"{record['reward_mean']:.3f}")
+            if self.state.step == cfg.steps or (cfg.save_every and self.state.step % cfg.save_every == 0):
+                self.save_checkpoint()
+        bar.close()
+        return self._finish()
+
+    def _after_step(self) -> None:
+        """What happens after a step's updates (d1: reference sync)."""
+
+    # ---------------------------------------------------------------- checkpoints
+
+    def _extra_tensors(self) -> dict[str, dict[str, torch.Tensor]]:
+        return {} if self.reference is None else {"reference": self.reference.state_dict()}
+
+    def _load_extra_tensors(self, path: Path) -> None:
+        if self.reference is not None:
+            self.reference.load_state_dict(load_file(path / "reference.safetensors"))
+
+    def _summary(self) -> dict[str, Any]:
+        return dict(self.state.__dict__) | {"method": self.cfg.method}
+
+
+class DiffuGRPOTrainer(PolicyGradientTrainer):
+    """diffu-GRPO (d1): per-token one-step mean-field log-probabilities in GRPO's clipped objective with a KL penalty
+    to the reference policy (:func:`dtm.diffusion.policy.grpo_loss`).
+
+    The rollout policy's log-probabilities are computed once per inner update input before the updates; with a single
+    inner update they equal the current ones, so the detached current values are used (ratio 1, no extra forward).
+    """
+
+    normalize_advantages = True
+    cfg: DiffuGRPOConfig
+
+    @property
+    def needs_reference(self) -> bool:
+        return self.cfg.beta > 0
+
+    def _prepare(self, batch: RolloutBatch) -> None:
+        batch.inputs = self._mean_field_inputs(batch, self.cfg.p_mask)
+        if self.cfg.inner_updates > 1:
+            batch.old_log_probs = self._frozen_log_probs(self.raw_student, batch)
+        if self.reference is not None:
+            batch.ref_log_probs = self._frozen_log_probs(self.reference, batch)
+
+    def _micro_loss(self, batch: RolloutBatch, rows: slice, update: int) -> tuple[torch.Tensor, dict[str, float]]:
+        cfg = self.cfg
+        log_probs = self._mean_field_log_probs(self.student, batch.inputs[update][rows], batch, rows)
+        old = batch.old_log_probs[update][rows] if batch.old_log_probs else log_probs.detach()
+        ref = batch.ref_log_probs[update][rows] if batch.ref_log_probs else None
+        out = grpo_loss(log_probs, old, batch.advantages[rows], cfg.clip_eps, cfg.beta, ref)
+        return out.loss, {"clip_fraction": out.clip_fraction.item(), "kl": out.kl.item()}
+
+    def _after_step(self) -> None:
+        every = self.cfg.ref_sync_every
+        if self.reference is not None and every and self.state.step % every == 0:
+            self.reference.sync(trainable_state(self.raw_student))
+
+
+class WD1Trainer(PolicyGradientTrainer):
+    """wd1: the group-softmax weighted log-likelihood (:func:`dtm.diffusion.policy.wd1_loss`), with the sequence
+    log-likelihood estimated as the sum over response tokens of d1's one-step mean-field log-probabilities (as in
+    the wd1 paper's implementation): one forward pass of the current policy per micro-batch, no old or reference
+    policy."""
+
+    cfg: WD1Config
+
+    def _prepare(self, batch: RolloutBatch) -> None:
+        batch.inputs = self._mean_field_inputs(batch, self.cfg.p_mask)
+        batch.w_plus, batch.w_minus = wd1_weights(batch.advantages, self.cfg.num_generations, self.cfg.psi)
+
+    def _micro_loss(self, batch: RolloutBatch, rows: slice, update: int) -> tuple[torch.Tensor, dict[str, float]]:
+        log_probs = self._mean_field_log_probs(self.student, batch.inputs[update][rows], batch, rows)
+        seq_log_probs = log_probs.sum(dim=1)
+        loss = wd1_loss(seq_log_probs, batch.w_plus[rows], batch.w_minus[rows], self.cfg.num_generations)
+        return loss, {"seq_log_prob": seq_log_probs.mean().item()}
+
+
+class SPGTrainer(PolicyGradientTrainer):
+    """SPG: ELBO for positive-advantage samples, EUBO (or the mixture) for the others
+    (:func:`dtm.diffusion.policy.spg_loss`), both estimated from ``mc_samples`` SAR-aligned masked states per
+    sequence (METHOD.md §4: a random active block, earlier blocks clean, later blocks masked), drawn afresh for every
+    micro-batch; all states of a micro-batch go through one forward pass."""
+
+    cfg: SPGConfig
+
+    def _micro_loss(self, batch: RolloutBatch, rows: slice, update: int) -> tuple[torch.Tensor, dict[str, float]]:
+        cfg = self.cfg
+        samples = cfg.mc_samples
+        responses = batch.responses[rows].repeat(samples, 1)  # sample-major: row s * n + i is state s of sequence i
+        prompt_ids = batch.prompt_ids[rows].repeat(samples, 1)
+        state = sar_masked_states(responses, cfg.sampling.block_length, self.mask_id, self.sample_generator)
+        x = torch.cat([prompt_ids, state.noisy], dim=1)
+        select = torch.cat([torch.zeros_like(prompt_ids, dtype=torch.bool), state.loss_mask], dim=1)
+        attention = torch.cat([batch.prompt_mask[rows].repeat(samples, 1), torch.ones_like(responses)], dim=1)
+        with self.accelerator.autocast():
+            logits = self.student(x, attention_mask=attention, select=select)
+        selected = token_log_probs(logits, responses[state.loss_mask])
+        log_probs = torch.zeros(responses.shape, dtype=selected.dtype, device=selected.device)
+        log_probs = log_probs.masked_scatter(state.loss_mask, selected)
+        shape = (samples, -1, responses.shape[1])
+        loss_mask = state.loss_mask.view(shape)
+        elbo = block_elbo(log_probs.view(shape), loss_mask)
+        eubo = block_eubo(log_probs.view(shape), loss_mask, cfg.eubo_beta)
+        loss = spg_loss(batch.advantages[rows], elbo, eubo, cfg.eubo_weight)
+        return loss, {"elbo": elbo.mean().item(), "eubo": eubo.mean().item()}
+
+
+CONFIGS: dict[str, type[PolicyGradientConfig]] = {"diffu_grpo": DiffuGRPOConfig, "wd1": WD1Config, "spg": SPGConfig}
+TRAINERS: dict[str, type[PolicyGradientTrainer]] = {
+    "diffu_grpo": DiffuGRPOTrainer,
+    "wd1": WD1Trainer,
+    "spg": SPGTrainer,
+}

@@ -1,0 +1,462 @@
+"""What every reward fine-tuning trainer shares (DTM and the RL baselines): run settings, and the plumbing around the
+method's own loop.
+
+``RunConfig`` holds the settings that do not depend on the method (model, task, sampler, optimiser, run folder).
+``Trainer`` loads the model and task, builds the accelerator, the optimiser and the (optionally LoRA) trained model,
+rolls out and scores prompts, applies gradients with clipping and non-finite-step skipping, writes atomic checkpoints
+and resumes from them exactly, logs JSONL metrics, evaluates and saves the final model. A method subclasses it and
+writes ``train``; the hooks it may override are listed on the class.
+"""
+
+from __future__ import annotations
+
+import copy
+import json
+import math
+import re
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Literal
+
+import torch
+from accelerate.utils import DistributedType, gather_object, set_seed
+from peft import LoraConfig, prepare_model_for_kbit_training
+from safetensors.torch import load_file, save_file
+
+from dtm.config import check, save_config
+from dtm.models import save_model
+from dtm.models.base import DiffusionLM
+from dtm.models.loading import LoadOptions, load_tokenizer
+from dtm.sampling import SamplingConfig, rollout
+from dtm.tasks import build_task, task_names
+from dtm.tasks.base import PromptBatch, TokenTask
+from dtm.training import checkpoint as ckpt
+from dtm.training.accel import make_accelerator
+from dtm.training.logging import MetricsLog, prepare_run_dir
+from dtm.training.rewards import RewardFn, score
+from dtm.training.teacher import add_lora_adapters, load_trainable_state, trainable_state
+
+RUN_STATE_BYTES = 1_000_000
+
+
+@dataclass
+class LoraSection:
+    r: int = 8
+    alpha: int = 16
+    dropout: float = 0.0
+    # Module names (matched as suffixes) or one regular expression matched against full module names.
+    target_modules: list[str] | str = field(
+        default_factory=lambda: ["q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj"]
+    )
+
+
+@dataclass
+class RunConfig:
+    """Settings shared by every trainer; a method's config subclasses it. ``method`` names the trainer."""
+
+    method: str = ""
+    base_model: str = "runs/pretrain/model"
+    model: LoadOptions = field(default_factory=LoadOptions)
+    task: str = "increment"
+    task_options: dict[str, Any] = field(default_factory=dict)
+    prompt_pool: int = 2000
+    max_prompt_length: int = 0
+    prompt_truncation: Literal["error", "left"] = "error"
+    lora: LoraSection = field(default_factory=LoraSection)
+    sampling: SamplingConfig = field(default_factory=SamplingConfig)
+    # Optimisation.
+    micro_batch: int = 32
+    grad_accum: int = 1
+    lr: float = 1e-3
+    lr_min: float = 1e-4
+    warmup: float = 0.05
+    decay: float = 0.1
+    betas: tuple[float, float] = (0.9, 0.99)
+    eps: float = 1e-8
+    weight_decay: float = 0.1
+    grad_clip: float = 1.0
+    max_nonfinite_steps: int = 10
+    # Run.
+    seed: int = 0
+    output_dir: str = "runs/dtm"
+    save_every: int = 0
+    keep_checkpoints: int = 2
+    eval_prompts: int = 256
+    mixed_precision: Literal["no", "bf16", "fp16"] = "no"
+    gradient_checkpointing: bool = False
+    log_with: Literal["none", "tensorboard", "wandb"] = "none"
+
+    def __post_init__(self) -> None:
+        check(self.task in task_names(), "task", f"unknown task {self.task!r}; available: {', '.join(task_names())}")
+        check(
+            self.max_prompt_length >= 0,
+            "max_prompt_length",
+            f"must be >= 0 (0 = no limit), got {self.max_prompt_length}",
+        )
+        check(self.micro_batch > 0, "micro_batch", f"must be positive, got {self.micro_batch}")
+        check(self.grad_accum > 0, "grad_accum", f"must be positive, got {self.grad_accum}")
+        check(self.lr > 0, "lr", f"must be positive, got {self.lr}")
+        check(0 <= self.lr_min <= self.lr, "lr_min", f"must be in [0, lr={self.lr}], got {self.lr_min}")
+        check(self.warmup >= 0, "warmup", f"must be >= 0, got {self.warmup}")
+        check(self.decay >= 0, "decay", f"must be >= 0, got {self.decay}")
+        check(self.warmup + self.decay <= 1, "warmup", "warmup + decay must be a fraction in [0, 1]")
+        check(all(0 <= b < 1 for b in self.betas), "betas", f"must be in [0, 1), got {self.betas}")
+        check(self.grad_clip > 0, "grad_clip", f"must be positive, got {self.grad_clip}")
+        check(self.max_nonfinite_steps > 0, "max_nonfinite_steps", f"must be positive, got {self.max_nonfinite_steps}")
+        check(self.save_every >= 0, "save_every", f"must be >= 0 (0 = no periodic checkpoints), got {self.save_every}")
+        check(self.eval_prompts >= 0, "eval_prompts", f"must be >= 0, got {self.eval_prompts}")
+
+
+@dataclass
+class RunState:
+    """Counters saved in every checkpoint (a method's state subclasses it)."""
+
+    step: int = 0
+    nonfinite_steps: int = 0
+    skipped_steps: int = 0
+    reward_errors: int = 0
+    rollouts: int = 0
+
+
+class Trainer:
+    """Set-up and plumbing of a reward fine-tuning run; a method subclasses it and writes ``train``.
+
+    ``__init__`` stops after the trained model and optimiser exist; the subclass then builds its own state (teacher,
+    buffer, ``self.state``) and calls :meth:`_start`, which resumes from the latest checkpoint or starts a fresh run.
+    Hooks: ``uses_lora``, ``rollout_model``, ``_checkpoint_copies``, ``_checkpoints_kept``, ``_extra_tensors`` /
+    ``_load_extra_tensors`` (extra safetensors files per checkpoint), ``_summary`` (trainer_state.json) and
+    ``_after_load``. The subclass provides ``self.buffer`` (a :class:`dtm.training.buffer.ReplayBuffer`) and
+    ``self.state`` (a :class:`RunState`).
+    """
+
+    nonfinite_hint = "try a lower lr, or mixed_precision=no"
+    # Metrics that are equal on every rank (not averaged) and counters summed over ranks, for ``_reduce``.
+    rank_constant_metrics: tuple[str, ...] = ("lr",)
+    summed_metrics: tuple[str, ...] = ("reward_errors", "rollouts", "tokens_per_s")
+
+    def __init__(
+        self,
+        cfg: RunConfig,
+        *,
+        model: DiffusionLM | None = None,
+        task: TokenTask | None = None,
+        reward_fns: list[RewardFn] | None = None,
+        resume: bool = False,
+        overwrite: bool = False,
+        progress: bool = True,
+    ) -> None:
+        self.cfg = cfg
+        if model is None or task is None:
+            tokenizer = load_tokenizer(cfg.base_model, cfg.model.trust_remote_code) if task is None else None
+            model = model if model is not None else cfg.model.load(cfg.base_model, tokenizer)
+            task = task or build_task(
+                cfg.task,
+                cfg.task_options,
+                tokenizer=tokenizer,
+                gen_length=cfg.sampling.gen_length,
+                mask_token_id=model.mask_token_id,
+                max_prompt_length=cfg.max_prompt_length,
+                truncation=cfg.prompt_truncation,
+            )
+        self.task = task
+        check(
+            cfg.sampling.gen_length == self.task.gen_length,
+            "sampling.gen_length",
+            f"must equal the task's response length {self.task.gen_length}, got {cfg.sampling.gen_length}",
+        )
+        self.reward_fns = reward_fns or [self.task.reward]
+        self.progress = progress
+        self.resume = resume
+        self.out = Path(cfg.output_dir)
+        self.accelerator = make_accelerator(
+            mixed_precision=cfg.mixed_precision,
+            gradient_accumulation_steps=cfg.grad_accum,
+            log_with=None if cfg.log_with == "none" else cfg.log_with,
+            project_dir=str(self.out),
+        )
+        if self.accelerator.is_main_process:
+            prepare_run_dir(self.out, resume=resume, overwrite=overwrite, min_free_bytes=self._checkpoint_bytes(model))
+        self.accelerator.wait_for_everyone()
+        # DeepSpeed steps, clips and skips overflowing fp16 steps inside its engine.
+        self._engine_clips = self.accelerator.distributed_type == DistributedType.DEEPSPEED
+        rank = self.accelerator.process_index
+        set_seed(cfg.seed + rank)
+        device = self.accelerator.device
+
+        if self.uses_lora:
+            if getattr(model.model, "is_loaded_in_4bit", False):
+                # Norms and head in fp32, input gradients on: what peft needs to train adapters on a 4-bit base.
+                model.model = prepare_model_for_kbit_training(model.model, cfg.gradient_checkpointing)
+            lora = LoraConfig(
+                r=cfg.lora.r,
+                lora_alpha=cfg.lora.alpha,
+                lora_dropout=cfg.lora.dropout,
+                target_modules=cfg.lora.target_modules,
+            )
+            model = add_lora_adapters(model, lora)
+        if cfg.gradient_checkpointing:
+            model.enable_gradient_checkpointing()
+        model.train()
+        params = [p for p in model.parameters() if p.requires_grad]
+        optimizer = torch.optim.AdamW(
+            params, lr=cfg.lr, betas=tuple(cfg.betas), eps=cfg.eps, weight_decay=cfg.weight_decay
+        )
+        self.student, self.optimizer = self.accelerator.prepare(model, optimizer)
+        self.raw_student: DiffusionLM = self.accelerator.unwrap_model(self.student)
+        self.mask_id = self.raw_student.mask_token_id
+        self.sample_generator = torch.Generator(device=device).manual_seed(cfg.seed * 1000 + rank)
+        self.batch_generator = torch.Generator().manual_seed(cfg.seed * 1000 + rank + 1)
+        self.log = MetricsLog(self.out / "metrics.jsonl", enabled=self.accelerator.is_main_process)
+
+    def train(self) -> DiffusionLM:
+        """Run the method to the end; return the trained model."""
+        raise NotImplementedError
+
+    # ---------------------------------------------------------------- hooks
+
+    @property
+    def uses_lora(self) -> bool:
+        """Train LoRA adapters (``student`` and a frozen ``teacher``/reference) on a frozen base."""
+        raise NotImplementedError
+
+    @property
+    def rollout_model(self) -> DiffusionLM:
+        """The model whose samples fill the rollout buffer (on-policy methods: the trained model)."""
+        return self.raw_student
+
+    def _checkpoint_copies(self) -> int:
+        """fp32 copies of the trainable weights in one checkpoint (weights, AdamW's two moments, teacher, ...)."""
+        raise NotImplementedError
+
+    def _checkpoints_kept(self) -> int:
+        """The most checkpoints on disk at once."""
+        raise NotImplementedError
+
+    def _extra_tensors(self) -> dict[str, dict[str, torch.Tensor]]:
+        """Extra weight files of a checkpoint: file stem -> tensors (e.g. the teacher)."""
+        return {}
+
+    def _load_extra_tensors(self, path: Path) -> None:
+        """Restore what ``_extra_tensors`` wrote."""
+
+    def _summary(self) -> dict[str, Any]:
+        """The checkpoint's ``trainer_state.json``."""
+        return dict(self.state.__dict__)
+
+    def _after_load(self) -> None:
+        """Derived state to restore after ``load_checkpoint``."""
+
+    # ---------------------------------------------------------------- set-up helpers
+
+    def _checkpoint_bytes(self, model: DiffusionLM) -> int:
+        """Disk space the kept checkpoints and the final model need: ``_checkpoint_copies`` fp32 copies of the
+        trainable weights (or LoRA adapters) per checkpoint, times the checkpoints kept at once (one more while a new
+        one is written), plus the final model. 1 MB per checkpoint covers the run state (buffer, RNG)."""
+        if self.uses_lora:
+            trainable = sum(
+                self.cfg.lora.r * (m.in_features + m.out_features)
+                for name, m in model.model.named_modules()
+                if isinstance(m, torch.nn.Linear) and _is_lora_target(name, self.cfg.lora.target_modules)
+            )
+        else:
+            trainable = sum(p.numel() for p in model.parameters() if p.requires_grad)
+        per_checkpoint = 4 * trainable * self._checkpoint_copies() + RUN_STATE_BYTES
+        final_model = sum(p.numel() * p.element_size() for p in model.parameters())
+        return per_checkpoint * (self._checkpoints_kept() + 1) + final_model
+
+    def _prompt_pool(self, needed: int, key: str) -> PromptBatch:
+        """This rank's shard of the training prompt pool: no prompt is shared between ranks. ``needed`` prompts per
+        rank must fit (``key`` names the setting that needs them)."""
+        cfg = self.cfg
+        rank, world = self.accelerator.process_index, self.accelerator.num_processes
+        pool = self.task.prompts(cfg.prompt_pool, split="train", seed=cfg.seed)
+        pool = pool.select(range(rank, cfg.prompt_pool, world))
+        check(
+            len(pool) >= needed,
+            "prompt_pool",
+            f"{cfg.prompt_pool} prompts over {world} processes leave {len(pool)} per process, "
+            f"fewer than {key}={needed}",
+        )
+        return pool
+
+    def _start(self) -> None:
+        """Resume from the latest checkpoint (``resume=True``) or start a fresh run folder."""
+        latest = ckpt.latest_checkpoint(self.out) if self.resume else None
+        if latest is not None:
+            self.load_checkpoint(latest)
+        elif self.accelerator.is_main_process:
+            save_config(self.cfg, self.out / "config.yaml")
+            self.log.path.unlink(missing_ok=True)  # a run killed before its first checkpoint starts over
+        if self.cfg.log_with != "none":
+            self.accelerator.init_trackers("dtm", config=json.loads(json.dumps(self.cfg.__dict__, default=str)))
+
+    # ---------------------------------------------------------------- rollouts and updates
+
+    def _rollout(self, prompts: PromptBatch) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """Rollouts of ``rollout_model`` for the buffer, scored by the reward functions."""
+        responses = rollout(self.rollout_model, prompts, self.cfg.sampling, self.sample_generator)
+        rewards, errors = score(self.reward_fns, responses, prompts.meta)
+        self.state.reward_errors += errors
+        self.state.rollouts += len(prompts)
+        return responses, rewards, self.task.is_correct(responses, prompts.meta)
+
+    def _apply_gradients(self, loss: float) -> tuple[float, bool]:
+        """Clip the accumulated gradients and step the optimiser, unless the loss or gradient is not finite (then the
+        step is skipped and counted); clear the gradients. Returns (gradient norm before clipping, stepped)."""
+        # DeepSpeed clips inside its engine and returns no norm.
+        grad_norm = self.accelerator.clip_grad_norm_(self.student.parameters(), self.cfg.grad_clip)
+        grad_norm = float("nan") if grad_norm is None else float(grad_norm)
+        finite = math.isfinite(loss) and (math.isfinite(grad_norm) or self._engine_clips)
+        if finite:
+            self.optimizer.step()
+            self.state.nonfinite_steps = 0
+        else:
+            self.state.nonfinite_steps += 1
+            self.state.skipped_steps += 1
+        self.optimizer.zero_grad(set_to_none=True)
+        return grad_norm, finite
+
+    def _check_nonfinite(self) -> None:
+        """Stop once ``max_nonfinite_steps`` optimizer steps in a row were skipped."""
+        if self.state.nonfinite_steps >= self.cfg.max_nonfinite_steps:
+            last = ckpt.latest_checkpoint(self.out)
+            raise RuntimeError(
+                f"{self.state.nonfinite_steps} consecutive optimizer steps had a non-finite loss or gradient "
+                f"(max_nonfinite_steps={self.cfg.max_nonfinite_steps}); stopping at step {self.state.step}. "
+                f"The last good checkpoint is {last}; {self.nonfinite_hint}."
+            )
+
+    # ---------------------------------------------------------------- logging, evaluation, final model
+
+    def _reduce(self, record: dict[str, Any]) -> dict[str, Any]:
+        """Average per-rank metrics over ranks (``summed_metrics`` are summed, ``rank_constant_metrics`` kept)."""
+        if self.accelerator.num_processes == 1:
+            return record
+        summed = list(self.summed_metrics)
+        keys = [
+            k
+            for k, v in record.items()
+            if isinstance(v, float) and k not in self.rank_constant_metrics and k not in summed
+        ]
+        values = torch.tensor([float(record[k]) for k in keys + summed], device=self.accelerator.device)
+        values = self.accelerator.reduce(values, reduction="sum")
+        world = self.accelerator.num_processes
+        out = dict(record)
+        for i, key in enumerate(keys + summed):
+            out[key] = values[i].item() / (world if key in keys else 1)
+        return out
+
+    def _log(self, record: dict[str, Any]) -> None:
+        self.log.write(record)
+        if self.cfg.log_with != "none":
+            self.accelerator.log({k: v for k, v in record.items() if isinstance(v, int | float)}, step=record["step"])
+
+    def _log_eval(self, tag: str) -> dict[str, float]:
+        result = evaluate(self.raw_student, self.task, self.cfg.eval_prompts, self.cfg.sampling, seed=self.cfg.seed)
+        self._log({"step": self.state.step, "eval": tag, **result})
+        return result
+
+    def _finish(self) -> DiffusionLM:
+        """Final evaluation, the final model in ``output_dir/final``, trackers closed; return the trained model."""
+        if self.cfg.eval_prompts:
+            self._log_eval("final")
+        if self.accelerator.is_main_process:
+            self._save_final(self.out / "final")
+        self.accelerator.end_training()
+        return self.raw_student
+
+    def _save_final(self, folder: Path) -> None:
+        """The trained model as a plain model folder for ``load_model`` (LoRA: merged into a copy), plus its
+        adapter."""
+        if not self.uses_lora:
+            save_model(self.raw_student, folder / "model")
+            return
+        peft = self.raw_student.model
+        peft.save_pretrained(str(folder / "adapter"), selected_adapters=["student"])
+        merged = copy.deepcopy(peft).merge_and_unload(adapter_names=["student"])
+        save_model(DiffusionLM(merged, self.mask_id), folder / "model")
+
+    # ---------------------------------------------------------------- checkpoints
+
+    def save_checkpoint(self) -> Path | None:
+        """Write ``step-XXXXXXXX`` atomically: weights, extra weights, optimizer, buffers, RNG states, counters."""
+        rank_states = gather_object([self._rank_state()])
+        if not self.accelerator.is_main_process:
+            self.accelerator.wait_for_everyone()
+            return None
+
+        def write(tmp: Path) -> None:
+            save_file(_contiguous(trainable_state(self.raw_student)), tmp / "student.safetensors")
+            for stem, tensors in self._extra_tensors().items():
+                save_file(_contiguous(tensors), tmp / f"{stem}.safetensors")
+            torch.save(self.optimizer.state_dict(), tmp / "optimizer.pt")
+            torch.save({"ranks": rank_states}, tmp / "state.pt")
+            (tmp / "trainer_state.json").write_text(json.dumps(self._summary(), indent=2))
+            save_config(self.cfg, tmp / "config.yaml")
+
+        path = ckpt.atomic_write_dir(self.out / ckpt.checkpoint_name(self.state.step), write)
+        ckpt.prune_checkpoints(self.out, self.cfg.keep_checkpoints)
+        self.accelerator.wait_for_everyone()
+        return path
+
+    def _rank_state(self) -> dict[str, Any]:
+        """What differs between ranks: buffer, generators, global RNGs and counters."""
+        return {
+            "buffer": self.buffer.state_dict(),
+            "rng": ckpt.rng_state(),
+            "sample_generator": self.sample_generator.get_state().cpu(),
+            "batch_generator": self.batch_generator.get_state(),
+            "train_state": dict(self.state.__dict__),
+        }
+
+    def load_checkpoint(self, path: str | Path) -> None:
+        """Restore everything ``save_checkpoint`` wrote; training continues exactly where it stopped."""
+        path = Path(path)
+        load_trainable_state(self.raw_student, load_file(path / "student.safetensors"))
+        self._load_extra_tensors(path)
+        self.optimizer.load_state_dict(torch.load(path / "optimizer.pt", weights_only=False))
+        ranks = torch.load(path / "state.pt", weights_only=False)["ranks"]
+        if len(ranks) != self.accelerator.num_processes:
+            raise ValueError(
+                f"checkpoint {path} was written by {len(ranks)} processes; resume it with the same number "
+                f"(this run has {self.accelerator.num_processes})"
+            )
+        state = ranks[self.accelerator.process_index]
+        self.buffer.load_state_dict(state["buffer"])
+        ckpt.set_rng_state(state["rng"])
+        self.sample_generator.set_state(state["sample_generator"])
+        self.batch_generator.set_state(state["batch_generator"])
+        self.state = type(self.state)(**state["train_state"])
+        self._after_load()
+        self.log.truncate_after(self.state.step)
+
+
+def _is_lora_target(name: str, targets: list[str] | str) -> bool:
+    """peft's rule: a regular expression matches the full module name, a list entry matches its last parts."""
+    if isinstance(targets, str):
+        return re.fullmatch(targets, name) is not None
+    return any(name == t or name.endswith(f".{t}") for t in targets)
+
+
+def _contiguous(state: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+    return {k: v.detach().contiguous().cpu() for k, v in state.items()}
+
+
+@torch.no_grad()
+def evaluate(
+    model: DiffusionLM, task: TokenTask, num_prompts: int, sampling: SamplingConfig, seed: int = 0
+) -> dict[str, float]:
+    """Held-out metrics: mean reward and accuracy with greedy decoding, mean reward and diversity at the rollout
+    temperature."""
+    prompts = task.prompts(num_prompts, split="test", seed=seed)
+    device = next(model.parameters()).device
+    generator = torch.Generator(device=device).manual_seed(seed)
+    greedy = rollout(model, prompts, sampling, generator, temperature=0.0)
+    sampled = rollout(model, prompts, sampling, generator)
+    sampled_reward = task.reward(sampled, prompts.meta)
+    return {
+        "eval_reward_greedy": task.reward(greedy, prompts.meta).mean().item(),
+        "eval_accuracy_greedy": task.is_correct(greedy, prompts.meta).float().mean().item(),
+        "eval_reward_sampled": sampled_reward.mean().item(),
+        "eval_accuracy_sampled": task.is_correct(sampled, prompts.meta).float().mean().item(),
+    }
