@@ -193,3 +193,19 @@ def test_overrides_after_options_are_applied(tmp_path, config_file, capsys):
     assert load_config(PretrainConfig, out / "config.yaml").steps == 2
     assert exit_code(["pretrain", "--config", str(config_file), "--no-progress", "--bogus"]) == 2
     assert "unrecognized arguments: --bogus" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("method", ["dtm", "wd1"])
+def test_train_command_runs_the_method_of_the_config(small_model, tmp_path, capsys, method):
+    out = tmp_path / method
+    common = [f"base_model={small_model}", f"output_dir={out}", "seed=0", "--no-progress"]
+    if method == "dtm":
+        extra = ["a_end=1", "h=1", "steps_per_h=2", "buffer_prompts=8", "prompt_pool=16", "refresh_prompts=0"]
+        extra += ["micro_batch=8", "eval_prompts=0"]
+    else:
+        extra = ["steps=2", "num_generations=2", "micro_batch=8", "eval_prompts=0", "prompt_pool=16"]
+    main(["train", f"method={method}", *common, *extra])
+    assert f"saved {out / 'final' / 'model'}" in capsys.readouterr().out
+    assert yaml.safe_load((out / "config.yaml").read_text())["method"] == method
+    assert exit_code(["train", "method=ppo", *common]) == 2
+    assert "method" in capsys.readouterr().err
