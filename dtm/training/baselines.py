@@ -46,7 +46,7 @@ from dtm.training.buffer import ReplayBuffer
 from dtm.training.common import RunConfig, RunState, Trainer
 from dtm.training.rewards import RewardFn
 from dtm.training.schedule import lr_at, set_lr
-from dtm.training.teacher import CopyTeacher, LoraTeacher, trainable_state
+from dtm.training.teacher import CopyTeacher, LoraTeacher, frozen_teacher, trainable_state
 
 # A model call: (input_ids, attention_mask=..., select=...) -> logits (the trained model, or a frozen reference).
 Forward = Callable[..., torch.Tensor]
@@ -206,7 +206,7 @@ class PolicyGradientTrainer(Trainer):
         self.cfg: PolicyGradientConfig = cfg
         self.reference: CopyTeacher | LoraTeacher | None = None
         if self.needs_reference:
-            self.reference = LoraTeacher(self.raw_student) if self.uses_lora else CopyTeacher(self.raw_student)
+            self.reference = frozen_teacher(self.raw_student, lora=self.uses_lora)
         pool = self._prompt_pool(cfg.prompts_per_step, "micro_batch x grad_accum / num_generations")
         seed = cfg.seed + self.accelerator.process_index
         self.buffer = ReplayBuffer(pool, cfg.prompts_per_step, cfg.num_generations, cfg.sampling.gen_length, seed)

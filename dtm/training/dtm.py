@@ -34,7 +34,7 @@ from dtm.training.buffer import ReplayBuffer
 from dtm.training.common import RUN_STATE_BYTES, LoraSection, RunConfig, RunState, Trainer, evaluate
 from dtm.training.rewards import RewardFn
 from dtm.training.schedule import lr_at, set_lr
-from dtm.training.teacher import CopyTeacher, LoraTeacher, load_trainable_state, trainable_state
+from dtm.training.teacher import CopyTeacher, LoraTeacher, frozen_teacher, load_trainable_state, trainable_state
 
 __all__ = ["RUN_STATE_BYTES", "DTMConfig", "DTMTrainer", "LoraSection", "MicroBatch", "TrainState", "evaluate"]
 
@@ -139,10 +139,7 @@ class DTMTrainer(Trainer):
             cfg, model=model, task=task, reward_fns=reward_fns, resume=resume, overwrite=overwrite, progress=progress
         )
         self.cfg: DTMConfig = cfg
-        if cfg.teacher == "lora":
-            self.teacher = LoraTeacher(self.raw_student)
-        else:
-            self.teacher = CopyTeacher(self.raw_student)
+        self.teacher = frozen_teacher(self.raw_student, lora=cfg.teacher == "lora")
         self.ema_state = trainable_state(self.raw_student) if cfg.ema > 0 else None
         pool = self._prompt_pool(cfg.buffer_prompts, "buffer_prompts")
         rank = self.accelerator.process_index

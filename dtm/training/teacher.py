@@ -102,6 +102,11 @@ class LoraTeacher:
                 params[name].copy_(value)
 
 
+def frozen_teacher(student: DiffusionLM, lora: bool) -> CopyTeacher | LoraTeacher:
+    """The frozen copy of ``student`` beside it: its ``teacher`` adapter (LoRA) or a full deep copy."""
+    return LoraTeacher(student) if lora else CopyTeacher(student)
+
+
 def add_lora_adapters(model: DiffusionLM, config: LoraConfig) -> DiffusionLM:
     """Wrap the model's network with identical ``student`` and ``teacher`` LoRA adapters; only the student trains."""
     peft_model = get_peft_model(model.model, config, adapter_name=STUDENT)
