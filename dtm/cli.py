@@ -98,11 +98,18 @@ def cmd_eval(args: argparse.Namespace) -> None:
 
 
 def cmd_study(args: argparse.Namespace) -> None:
-    from dtm.studies.maze import MazeStudyConfig, markdown_table, run_maze_study
+    if args.name == "compare":
+        from dtm.studies import compare
 
-    cfg = load_config(MazeStudyConfig, args.config, args.overrides)
-    results = run_maze_study(cfg, overwrite=args.overwrite, progress=not args.no_progress)
-    print(markdown_table(results))
+        cfg = load_config(compare.CompareConfig, args.config, args.overrides)
+        summary = compare.run_compare(cfg, overwrite=args.overwrite, progress=not args.no_progress)
+        print(compare.markdown_table(summary))
+    else:
+        from dtm.studies import maze
+
+        cfg = load_config(maze.MazeStudyConfig, args.config, args.overrides)
+        results = maze.run_maze_study(cfg, overwrite=args.overwrite, progress=not args.no_progress)
+        print(maze.markdown_table(results))
     print(f"report: {Path(cfg.output_dir) / 'report.md'}")
 
 
@@ -161,8 +168,12 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--seed", type=int, default=0)
     p.set_defaults(func=cmd_sample)
 
-    p = sub.add_parser("study", help="run a study end to end (maze: h and c vs reward, stability, mode collapse)")
-    p.add_argument("name", choices=["maze"])
+    p = sub.add_parser(
+        "study",
+        help="run a study end to end (maze: h and c vs reward, stability, mode collapse; "
+        "compare: DTM vs diffu-GRPO, wd1 and SPG at equal rollouts)",
+    )
+    p.add_argument("name", choices=["maze", "compare"])
     _add_config_args(p)
     p.set_defaults(func=cmd_study)
 

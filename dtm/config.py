@@ -175,8 +175,8 @@ def _coerce(value: Any, tp: Any, key: str, source: str | None) -> Any:
 
 
 def _apply_override(cls: type, data: dict[str, Any], override: str) -> None:
-    """Set ``data[section][key] = yaml(value)`` for ``override = "section.key=value"``, checking the key (keys of a
-    free-form mapping such as ``task_options`` are not checked here)."""
+    """Set ``data[section][key] = yaml(value)`` for ``override = "section.key=value"``, checking the key (keys inside a
+    free-form mapping such as ``task_options`` are not checked here; they may nest: ``method_options.dtm.h=2``)."""
     key, sep, raw = override.partition("=")
     key = key.strip()
     where = f"override {override!r}"
@@ -192,11 +192,13 @@ def _apply_override(cls: type, data: dict[str, Any], override: str) -> None:
         types = _field_types(section)
         if part not in types:
             raise _unknown_key(part, types, prefix, where)
-        if get_origin(types[part]) is dict and depth == len(parents) - 1:  # free-form options: task_options.style=x
-            options = node.setdefault(part, {})
-            if not isinstance(options, dict):
-                raise ConfigError(f"{where}: {prefix}{part} is set to {options!r}, not a mapping")
-            options[leaf] = value
+        if get_origin(types[part]) is dict:  # free-form mappings: task_options.style=x, shared.sampling.steps=8
+            for name in parents[depth:]:
+                options = node.setdefault(name, {})
+                if not isinstance(options, dict):
+                    raise ConfigError(f"{where}: {prefix}{name} is set to {options!r}, not a mapping")
+                node, prefix = options, f"{prefix}{name}."
+            node[leaf] = value
             return
         section = _section_type(types[part])
         if section is None:

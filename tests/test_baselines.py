@@ -119,6 +119,14 @@ def test_resume_reproduces_uninterrupted_run(tmp_path, case):
     assert [r["step"] for r in read_metrics(run_b) if "loss" in r] == [3, 4]
 
 
+def test_periodic_evaluations_record_rollouts(tmp_path):
+    cfg = small_config("wd1", tmp_path, eval_prompts=8, eval_every=2)
+    make(cfg, model=tiny_model()).train()
+    evals = [r for r in read_metrics(tmp_path / "run") if "eval" in r]
+    assert [(r["eval"], r["step"], r["rollouts"]) for r in evals] == [("base", 0, 0), ("step", 2, 32), ("final", 4, 64)]
+    assert all(0 <= r["eval_reward_greedy"] <= 1 for r in evals)
+
+
 @pytest.mark.parametrize("method", METHODS)
 def test_metrics_and_checkpoints_are_written(tmp_path, method):
     cfg = small_config(method, tmp_path, save_every=2, keep_checkpoints=0)
@@ -129,6 +137,7 @@ def test_metrics_and_checkpoints_are_written(tmp_path, method):
     assert [r["step"] for r in records] == [1, 2, 3, 4]
     per_step = cfg.prompts_per_step * cfg.num_generations
     assert [r["rollouts"] for r in records] == [per_step * s for s in (1, 2, 3, 4)]
+    assert trainer.state.rollouts == cfg.planned_rollouts
     assert all(records[i]["wall_time"] < records[i + 1]["wall_time"] for i in range(3))
     for key in ("loss", "grad_norm", "reward_mean", "reward_std", "frac_correct", "lr", "zero_std_groups"):
         assert all(isinstance(r[key], float) for r in records), key

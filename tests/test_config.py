@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Literal
+from typing import Any, Literal
 
 import pytest
 
@@ -35,6 +35,7 @@ class Cfg:
     use_lora: bool = False
     max_len: int | None = None
     tags: list[str] = field(default_factory=list)
+    options: dict[str, Any] = field(default_factory=dict)
 
 
 @pytest.fixture
@@ -87,7 +88,7 @@ def test_unknown_key_suggests_close_match(yaml_file):
 
 
 def test_unknown_key_lists_valid_keys_when_nothing_close():
-    with pytest.raises(ConfigError, match=r"zzz: unknown key; valid keys: max_len, model, optim, seed"):
+    with pytest.raises(ConfigError, match=r"zzz: unknown key; valid keys: max_len, model, optim, options, seed"):
         from_dict(Cfg, {"zzz": 1})
 
 
@@ -180,6 +181,14 @@ def test_override_into_non_section():
 def test_override_into_section_set_to_scalar_in_file(yaml_file):
     with pytest.raises(ConfigError, match=r"override 'optim\.lr=1': optim is set to 3, not a section"):
         load_config(Cfg, yaml_file("optim: 3\n"), ["optim.lr=1"])
+
+
+def test_overrides_into_free_form_mappings_may_nest(yaml_file):
+    path = yaml_file("options:\n  dtm: {h: 1.0}\n  style: x\n")
+    cfg = load_config(Cfg, path, ["options.dtm.h=2.5", "options.wd1.psi=2", "options.style=y"])
+    assert cfg.options == {"dtm": {"h": 2.5}, "style": "y", "wd1": {"psi": 2}}
+    with pytest.raises(ConfigError, match=r"options\.style is set to 'x', not a mapping"):
+        load_config(Cfg, path, ["options.style.x=1"])
 
 
 def test_missing_required_key():

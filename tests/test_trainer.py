@@ -164,6 +164,18 @@ def test_phase_boundaries_anneal_to_a_end_and_sync_teacher(tmp_path):
     assert steps[3]["lr"] == steps[0]["lr"] and steps[2]["lr"] == pytest.approx(cfg.lr_min)
 
 
+def test_planned_rollouts_and_periodic_evaluations(tmp_path):
+    cfg = small_config(tmp_path, h=1.0, a_end=2.0, steps_per_h=5, refresh_every=2, eval_prompts=8, eval_every=3)
+    trainer = DTMTrainer(cfg, model=tiny_model(), progress=False)
+    trainer.train()
+    # Per phase: a full buffer (8 x 2) and refreshes at in-phase steps 2 and 4 (4 prompts x 2 each).
+    assert trainer.state.rollouts == cfg.planned_rollouts == 2 * (16 + 2 * 8)
+    evals = [r for r in read_metrics(tmp_path / "run") if "eval" in r]
+    assert [(r["eval"], r["step"]) for r in evals] == [("base", 0), ("step", 3), ("step", 6), ("step", 9), ("final", 10)]
+    assert evals[0]["rollouts"] == 0 and evals[-1]["rollouts"] == cfg.planned_rollouts
+    assert trainer.state.eval_seconds > 0
+
+
 def test_failing_reward_function_scores_zero_and_is_counted(tmp_path):
     task = IncrementTask()
 

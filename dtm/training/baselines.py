@@ -96,6 +96,11 @@ class PolicyGradientConfig(RunConfig):
         return self.micro_batch * self.grad_accum // self.num_generations
 
     @property
+    def planned_rollouts(self) -> int:
+        """Rollouts (reward evaluations) per process over the run: one batch of K per prompt each step."""
+        return self.steps * self.prompts_per_step * self.num_generations
+
+    @property
     def total_updates(self) -> int:
         return self.steps * self.inner_updates
 
@@ -353,6 +358,7 @@ class PolicyGradientTrainer(Trainer):
             record.update(reward_errors=self.state.reward_errors, rollouts=self.state.rollouts)
             record.update(wall_time=self.state.wall_time)
             self._log(self._reduce(record))
+            self._periodic_eval(cfg.steps)
             bar.update(1)
             bar.set_postfix(loss=f"{record['loss']:.3f}", reward=f"{record['reward_mean']:.3f}")
             if self.state.step == cfg.steps or (cfg.save_every and self.state.step % cfg.save_every == 0):

@@ -14,6 +14,7 @@ import copy
 import json
 import math
 import re
+import time
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
@@ -82,6 +83,7 @@ class RunConfig:
     save_every: int = 0
     keep_checkpoints: int = 2
     eval_prompts: int = 256
+    eval_every: int = 0  # also evaluate every this many steps (0: only before and after training)
     mixed_precision: Literal["no", "bf16", "fp16"] = "no"
     gradient_checkpointing: bool = False
     log_with: Literal["none", "tensorboard", "wandb"] = "none"
@@ -105,6 +107,8 @@ class RunConfig:
         check(self.max_nonfinite_steps > 0, "max_nonfinite_steps", f"must be positive, got {self.max_nonfinite_steps}")
         check(self.save_every >= 0, "save_every", f"must be >= 0 (0 = no periodic checkpoints), got {self.save_every}")
         check(self.eval_prompts >= 0, "eval_prompts", f"must be >= 0, got {self.eval_prompts}")
+        check(self.eval_every >= 0, "eval_every", f"must be >= 0 (0 = only before and after), got {self.eval_every}")
+        check(not self.eval_every or self.eval_prompts, "eval_every", "needs eval_prompts > 0")
 
 
 @dataclass
@@ -116,6 +120,28 @@ class RunState:
     skipped_steps: int = 0
     reward_errors: int = 0
     rollouts: int = 0
+    eval_seconds: float = 0.0  # time spent in held-out evaluations (not training)
+
+
+def load_model_and_task(
+    cfg: RunConfig, model: DiffusionLM | None = None, task: TokenTask | None = None
+) -> tuple[DiffusionLM, TokenTask]:
+    """The run's base model and task as ``cfg`` names them (``model`` / ``task`` when given instead): the model
+    from ``base_model``, the task built for it (a text task through the folder's tokenizer)."""
+    if model is not None and task is not None:
+        return model, task
+    tokenizer = load_tokenizer(cfg.base_model, cfg.model.trust_remote_code) if task is None else None
+    model = model if model is not None else cfg.model.load(cfg.base_model, tokenizer)
+    task = task or build_task(
+        cfg.task,
+        cfg.task_options,
+        tokenizer=tokenizer,
+        gen_length=cfg.sampling.gen_length,
+        mask_token_id=model.mask_token_id,
+        max_prompt_length=cfg.max_prompt_length,
+        truncation=cfg.prompt_truncation,
+    )
+    return model, task
 
 
 class Trainer:
@@ -146,18 +172,7 @@ class Trainer:
         progress: bool = True,
     ) -> None:
         self.cfg = cfg
-        if model is None or task is None:
-            tokenizer = load_tokenizer(cfg.base_model, cfg.model.trust_remote_code) if task is None else None
-            model = model if model is not None else cfg.model.load(cfg.base_model, tokenizer)
-            task = task or build_task(
-                cfg.task,
-                cfg.task_options,
-                tokenizer=tokenizer,
-                gen_length=cfg.sampling.gen_length,
-                mask_token_id=model.mask_token_id,
-                max_prompt_length=cfg.max_prompt_length,
-                truncation=cfg.prompt_truncation,
-            )
+        model, task = load_model_and_task(cfg, model, task)
         self.task = task
         check(
             cfg.sampling.gen_length == self.task.gen_length,
@@ -352,9 +367,17 @@ class Trainer:
             self.accelerator.log({k: v for k, v in record.items() if isinstance(v, int | float)}, step=record["step"])
 
     def _log_eval(self, tag: str) -> dict[str, float]:
+        start = time.perf_counter()
         result = evaluate(self.raw_student, self.task, self.cfg.eval_prompts, self.cfg.sampling, seed=self.cfg.seed)
-        self._log({"step": self.state.step, "eval": tag, **result})
+        self.state.eval_seconds += time.perf_counter() - start
+        self._log({"step": self.state.step, "eval": tag, "rollouts": self.state.rollouts, **result})
         return result
+
+    def _periodic_eval(self, total_steps: int) -> None:
+        """The ``eval_every`` evaluation after a step (the last step's is the final one)."""
+        every = self.cfg.eval_every
+        if every and self.state.step % every == 0 and self.state.step < total_steps:
+            self._log_eval("step")
 
     def _finish(self) -> DiffusionLM:
         """Final evaluation, the final model in ``output_dir/final``, trackers closed; return the trained model."""

@@ -94,6 +94,12 @@ class DTMConfig(RunConfig):
     def total_steps(self) -> int:
         return self.num_phases * self.steps_per_h
 
+    @property
+    def planned_rollouts(self) -> int:
+        """Rollouts (reward evaluations) per process over the run: a full buffer per phase, plus its refreshes."""
+        refreshes = (self.steps_per_h - 1) // self.refresh_every if self.refresh_every and self.refresh_prompts else 0
+        return self.num_phases * self.buffer_completions * (self.buffer_prompts + refreshes * self.refresh_prompts)
+
     def phase_tilt(self, phase: int) -> tuple[float, float]:
         """(a, h) of a phase: a = phase * h; the last phase's h is shortened so that a + h = a_end."""
         a = phase * self.h
@@ -287,6 +293,7 @@ class DTMTrainer(Trainer):
             record.update(self.buffer.stats(), tokens_per_s=tokens_per_s)
             record.update(reward_errors=self.state.reward_errors, rollouts=self.state.rollouts)
             self._log(self._reduce(record))
+            self._periodic_eval(cfg.total_steps)
             bar.update(1)
             bar.set_postfix(
                 a=f"{a + h if phase_done else a:.2f}",

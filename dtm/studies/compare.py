@@ -1,0 +1,319 @@
+"""DTM against the RL baselines on one task, side by side (``dtm study compare``).
+
+Every method starts from the same base model (given, or pretrained here once), draws its rollouts with the same
+sampler settings and spends the same rollout budget (reward evaluations): DTM's config fixes its budget (a full buffer
+per phase plus refreshes) and each baseline's ``steps`` is derived from it. Each method runs once per seed. Every
+trained model, and the base, is then measured on the same held-out prompts: greedy reward and accuracy, and from
+``eval_samples`` samples per prompt at the rollout temperature, the sampled reward and the diversity (distinct
+responses and distinct correct responses per prompt). Held-out greedy reward is also logged ``curve_points`` times
+during each run, for the reward-vs-rollouts figure. Wall time is the training time, evaluations excluded.
+"""
+
+from __future__ import annotations
+
+import csv
+import json
+import statistics
+import time
+from dataclasses import dataclass, field, replace
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from dtm.config import ConfigError, check, load_config, save_config
+from dtm.models.base import DiffusionLM
+from dtm.sampling import rollout
+from dtm.tasks.base import PromptBatch, TokenTask
+from dtm.training import METHODS, load_train_config, make_trainer
+from dtm.training.common import RunConfig, load_model_and_task
+from dtm.training.logging import prepare_run_dir
+from dtm.training.pretrain import PretrainConfig, pretrain
+
+# Keys the comparison sets itself in every run's training config.
+MANAGED_KEYS = ("method", "task", "task_options", "base_model", "seed", "output_dir", "eval_every")
+
+
+@dataclass
+class CompareConfig:
+    """Settings of a comparison; see ``configs/compare-*.yaml``."""
+
+    output_dir: str = "runs/compare"
+    task: str = "maze"
+    task_options: dict[str, Any] = field(default_factory=dict)
+    # The shared base model: a model folder, or "" to pretrain one with the `pretrain` keys (a PretrainConfig).
+    base_model: str = ""
+    pretrain: dict[str, Any] = field(default_factory=dict)
+    methods: list[str] = field(default_factory=lambda: list(METHODS))
+    seeds: list[int] = field(default_factory=lambda: [0, 1, 2])
+    # Training-config keys for every method (sampling, micro_batch, lr, ...), then per method (they win; options of a
+    # method not in `methods` are ignored).
+    shared: dict[str, Any] = field(default_factory=dict)
+    method_options: dict[str, dict[str, Any]] = field(default_factory=dict)
+    # Rollout budget of every run; 0 = what DTM's config plans (then "dtm" must be among the methods).
+    rollouts: int = 0
+    # Held-out greedy evaluations during each run (reward-vs-rollouts figure), on curve_prompts prompts.
+    curve_points: int = 6
+    curve_prompts: int = 64
+    # Final evaluation: eval_prompts held-out prompts, greedy and eval_samples samples each.
+    eval_prompts: int = 128
+    eval_samples: int = 8
+
+    def __post_init__(self) -> None:
+        check(bool(self.methods), "methods", "must name at least one method")
+        for method in self.methods:
+            check(method in METHODS, "methods", f"unknown method {method!r}; available: {', '.join(METHODS)}")
+        check(len(set(self.methods)) == len(self.methods), "methods", f"has duplicates: {self.methods}")
+        check(bool(self.seeds), "seeds", "must list at least one seed")
+        check(len(set(self.seeds)) == len(self.seeds), "seeds", f"has duplicates: {self.seeds}")
+        for method in self.method_options:
+            check(method in METHODS, "method_options", f"unknown method {method!r}; available: {', '.join(METHODS)}")
+        for key in MANAGED_KEYS:
+            check(key not in self.shared, f"shared.{key}", "is set by the comparison; remove it")
+            for method, options in self.method_options.items():
+                check(key not in options, f"method_options.{method}.{key}", "is set by the comparison; remove it")
+        check(
+            self.base_model or self.pretrain,
+            "base_model",
+            "give a model folder, or `pretrain` settings to pretrain the shared base model",
+        )
+        check(self.rollouts >= 0, "rollouts", f"must be >= 0 (0 = DTM's planned rollouts), got {self.rollouts}")
+        check(
+            self.rollouts > 0 or "dtm" in self.methods,
+            "rollouts",
+            "must be set when dtm is not among the methods (0 means: use DTM's planned rollouts)",
+        )
+        check(self.curve_points > 0, "curve_points", f"must be positive, got {self.curve_points}")
+        check(self.curve_prompts > 0, "curve_prompts", f"must be positive, got {self.curve_prompts}")
+        check(self.eval_prompts > 0, "eval_prompts", f"must be positive, got {self.eval_prompts}")
+        check(self.eval_samples > 1, "eval_samples", f"must be > 1 (diversity needs several), got {self.eval_samples}")
+
+
+def run_configs(cfg: CompareConfig, base_model: str | Path, out: Path) -> dict[tuple[str, int], RunConfig]:
+    """The training config of every (method, seed) run, each spending the same rollout budget."""
+
+    def load(method: str, seed: int, **extra: Any) -> RunConfig:
+        values = {**cfg.shared, **cfg.method_options.get(method, {}), **extra}
+        values.update(
+            method=method,
+            task=cfg.task,
+            task_options=cfg.task_options,
+            base_model=str(base_model),
+            seed=seed,
+            output_dir=str(out / "runs" / method / f"seed{seed}"),
+            eval_prompts=cfg.curve_prompts,
+        )
+        try:
+            return load_train_config(values)
+        except ConfigError as e:
+            raise ConfigError(f"training config of {method} (shared + method_options.{method}): {e}") from None
+
+    budget = cfg.rollouts
+    if "dtm" in cfg.methods:
+        planned = load("dtm", cfg.seeds[0]).planned_rollouts
+        check(
+            budget in (0, planned),
+            "rollouts",
+            f"is {budget} but DTM's config plans {planned} rollouts (buffer, refreshes and phases); set rollouts: 0 "
+            "to use DTM's plan, or change DTM's method_options",
+        )
+        budget = planned
+    configs = {}
+    for method in cfg.methods:
+        for seed in cfg.seeds:
+            run = load(method, seed) if method == "dtm" else _with_budget(load(method, seed, steps=1), budget)
+            total = run.total_steps if method == "dtm" else run.steps
+            configs[method, seed] = replace(run, eval_every=max(total // cfg.curve_points, 1))
+    return configs
+
+
+def _with_budget(run: RunConfig, budget: int) -> RunConfig:
+    """A baseline config whose ``steps`` spend exactly ``budget`` rollouts."""
+    per_step = run.planned_rollouts
+    check(
+        budget % per_step == 0,
+        "rollouts",
+        f"{run.method} draws {per_step} rollouts per step (micro_batch x grad_accum), which must divide the budget "
+        f"of {budget}; change its micro_batch / grad_accum or the budget",
+    )
+    return replace(run, steps=budget // per_step)
+
+
+@torch.no_grad()
+def evaluate_model(
+    model: DiffusionLM, task: TokenTask, prompts: PromptBatch, run: RunConfig, samples: int, seed: int
+) -> dict[str, float]:
+    """Greedy reward/accuracy and, from ``samples`` samples per prompt at the rollout temperature, sampled
+    reward/accuracy, distinct responses / samples and distinct correct responses, averaged over prompts."""
+    generator = torch.Generator().manual_seed(seed)
+    greedy = rollout(model, prompts, run.sampling, generator, temperature=0.0)
+    repeated = prompts.select(torch.arange(len(prompts)).repeat_interleave(samples))
+    sampled = rollout(model, repeated, run.sampling, generator)
+    correct = task.is_correct(sampled, repeated.meta)
+    return {
+        "greedy_reward": task.reward(greedy, prompts.meta).mean().item(),
+        "greedy_accuracy": task.is_correct(greedy, prompts.meta).float().mean().item(),
+        "sampled_reward": task.reward(sampled, repeated.meta).mean().item(),
+        "sampled_accuracy": correct.float().mean().item(),
+    } | diversity(sampled, correct, samples)
+
+
+def diversity(responses: torch.Tensor, correct: torch.Tensor, samples: int) -> dict[str, float]:
+    """From ``samples`` consecutive responses per prompt: distinct responses / samples, and the number of distinct
+    correct responses (e.g. different shortest paths), each averaged over prompts."""
+    distinct, distinct_correct = [], []
+    for start in range(0, len(responses), samples):
+        rows = range(start, start + samples)
+        distinct.append(len({tuple(responses[j].tolist()) for j in rows}) / samples)
+        distinct_correct.append(len({tuple(responses[j].tolist()) for j in rows if correct[j]}))
+    return {"distinct": statistics.fmean(distinct), "distinct_correct": statistics.fmean(distinct_correct)}
+
+
+def eval_curve(metrics_file: Path) -> list[tuple[int, float]]:
+    """(rollouts, held-out greedy reward) of every evaluation a run logged."""
+    records = [json.loads(line) for line in metrics_file.read_text().splitlines()]
+    return [(r["rollouts"], r["eval_reward_greedy"]) for r in records if "eval" in r]
+
+
+def run_compare(cfg: CompareConfig, *, overwrite: bool = False, progress: bool = True) -> dict[str, Any]:
+    """Run every method for every seed; write ``results.json``, ``runs.csv``, ``summary.csv``, ``report.md`` and
+    ``reward_vs_rollouts.png`` to ``cfg.output_dir``; return the summary (mean and std per method)."""
+    out = prepare_run_dir(cfg.output_dir, overwrite=overwrite)
+    save_config(cfg, out / "compare.yaml")
+    base_path = Path(cfg.base_model) if cfg.base_model else _pretrain_base(cfg, out, progress)
+    configs = run_configs(cfg, base_path, out)
+    first = next(iter(configs.values()))
+    base_model, task = load_model_and_task(first)
+    prompts = task.prompts(cfg.eval_prompts, split="test", seed=0)
+    rows: list[dict[str, Any]] = [
+        {"method": "base", "seed": None, "rollouts": 0, "wall_time": 0.0}
+        | evaluate_model(base_model, task, prompts, first, cfg.eval_samples, seed=0)
+    ]
+    curves: dict[str, list[list[tuple[int, float]]]] = {}
+    for (method, seed), run in configs.items():
+        trainer = make_trainer(run, model=load_model_and_task(run, task=task)[0], task=task, progress=progress)
+        start = time.perf_counter()
+        model = trainer.train()
+        wall = time.perf_counter() - start - trainer.state.eval_seconds
+        metrics = evaluate_model(model, task, prompts, run, cfg.eval_samples, seed=0)
+        rows.append({"method": method, "seed": seed, "rollouts": trainer.state.rollouts, "wall_time": wall} | metrics)
+        curves.setdefault(method, []).append(eval_curve(Path(run.output_dir) / "metrics.jsonl"))
+    summary = summarize(rows)
+    write_outputs(out, cfg, first, rows, summary, curves)
+    return summary
+
+
+def _pretrain_base(cfg: CompareConfig, out: Path, progress: bool) -> Path:
+    """Pretrain the shared base model into ``out/base`` (task and seed from the comparison unless ``pretrain`` sets
+    them)."""
+    values = {"task": cfg.task, "task_options": cfg.task_options, "seed": cfg.seeds[0]} | cfg.pretrain
+    values["output_dir"] = str(out / "base")
+    try:
+        pre = load_config(PretrainConfig, values)
+    except ConfigError as e:
+        raise ConfigError(f"pretrain.{e}") from None
+    pretrain(pre, progress=progress)
+    return out / "base" / "model"
+
+
+METRICS = (
+    ("greedy_reward", "greedy reward"),
+    ("greedy_accuracy", "greedy accuracy"),
+    ("sampled_reward", "sampled reward"),
+    ("sampled_accuracy", "sampled accuracy"),
+    ("distinct", "distinct / samples"),
+    ("distinct_correct", "distinct correct"),
+    ("wall_time", "wall time (s)"),
+    ("rollouts", "rollouts"),
+)
+
+
+def summarize(rows: list[dict[str, Any]]) -> dict[str, dict[str, Any]]:
+    """Per method: the mean and standard deviation over seeds of every metric, and the number of seeds."""
+    summary: dict[str, dict[str, Any]] = {}
+    for method in dict.fromkeys(row["method"] for row in rows):
+        runs = [row for row in rows if row["method"] == method]
+        entry: dict[str, Any] = {"seeds": len(runs)}
+        for key, _ in METRICS:
+            values = [float(row[key]) for row in runs]
+            entry[key] = statistics.fmean(values)
+            entry[f"{key}_std"] = statistics.stdev(values) if len(values) > 1 else 0.0
+        summary[method] = entry
+    return summary
+
+
+def markdown_table(summary: dict[str, dict[str, Any]]) -> str:
+    """Mean ± std over seeds, one row per method."""
+    lines = [
+        "| method | seeds | " + " | ".join(title for _, title in METRICS) + " |",
+        "|---|---" + "|---" * len(METRICS) + "|",
+    ]
+    for method, entry in summary.items():
+        cells = [_mean_std(entry[key], entry[f"{key}_std"], key) for key, _ in METRICS]
+        lines.append(f"| {method} | {entry['seeds']} | " + " | ".join(cells) + " |")
+    return "\n".join(lines)
+
+
+def _mean_std(mean: float, std: float, key: str) -> str:
+    if key in ("wall_time", "rollouts"):
+        return f"{mean:.0f} ± {std:.0f}"
+    return f"{mean:.3f} ± {std:.3f}"
+
+
+def write_outputs(
+    out: Path,
+    cfg: CompareConfig,
+    run: RunConfig,
+    rows: list[dict[str, Any]],
+    summary: dict[str, dict[str, Any]],
+    curves: dict[str, list[list[tuple[int, float]]]],
+) -> None:
+    (out / "results.json").write_text(json.dumps({"runs": rows, "summary": summary, "curves": curves}, indent=2))
+    for name, table in (("runs.csv", rows), ("summary.csv", [{"method": m} | e for m, e in summary.items()])):
+        with open(out / name, "w", newline="") as f:
+            writer = csv.DictWriter(f, fieldnames=list(table[-1]))
+            writer.writeheader()
+            writer.writerows(table)
+    plot_reward_vs_rollouts(out / "reward_vs_rollouts.png", curves, summary["base"]["greedy_reward"], cfg.task)
+    budget = summary[next(m for m in summary if m != "base")]["rollouts"]
+    report = [
+        f"# {cfg.task}: DTM vs RL baselines",
+        "",
+        f"Same base model, about {budget:.0f} rollouts per run, seeds {cfg.seeds}. Held-out: {cfg.eval_prompts} "
+        f"prompts, greedy and {cfg.eval_samples} samples each at temperature {run.sampling.temperature}; mean ± std "
+        "over seeds (the base row: one evaluation). Wall time: training only, on this machine.",
+        "",
+        markdown_table(summary),
+        "",
+        "![held-out greedy reward vs rollouts](reward_vs_rollouts.png)",
+        "",
+    ]
+    (out / "report.md").write_text("\n".join(report))
+
+
+def plot_reward_vs_rollouts(
+    path: Path, curves: dict[str, list[list[tuple[int, float]]]], base_reward: float, task: str
+) -> None:
+    """Held-out greedy reward against rollouts spent: mean over seeds, shaded ± one std."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(figsize=(6.5, 4))
+    for method, runs in curves.items():
+        points = min(len(curve) for curve in runs)
+        x = [runs[0][i][0] for i in range(points)]
+        values = [[curve[i][1] for curve in runs] for i in range(points)]
+        mean = [statistics.fmean(v) for v in values]
+        std = [statistics.pstdev(v) for v in values]
+        ax.plot(x, mean, marker="o", markersize=3, label=method)
+        low = [m - s for m, s in zip(mean, std, strict=True)]
+        high = [m + s for m, s in zip(mean, std, strict=True)]
+        ax.fill_between(x, low, high, alpha=0.2)
+    ax.axhline(base_reward, color="gray", linewidth=0.8, linestyle="--", label="base")
+    ax.set(xlabel="rollouts (reward evaluations)", ylabel="held-out greedy reward", title=f"{task}: reward vs rollouts")
+    ax.legend(fontsize=8)
+    fig.tight_layout()
+    fig.savefig(path, dpi=120)
+    plt.close(fig)

@@ -1,0 +1,163 @@
+"""``dtm study compare``: equal rollout budgets, config errors, the metric helpers against direct computations, and
+an end-to-end smoke run of all four methods at a tiny size."""
+
+from __future__ import annotations
+
+import csv
+import json
+import statistics
+
+import pytest
+import torch
+
+from dtm.config import ConfigError, load_config
+from dtm.models import TinyModelConfig, build_tiny_model, save_model
+from dtm.studies.compare import CompareConfig, diversity, run_compare, run_configs, summarize
+
+pytestmark = pytest.mark.usefixtures("single_thread")
+
+TINY = TinyModelConfig(vocab_size=14, hidden_size=32, num_layers=1, num_heads=2, intermediate_size=64)
+
+
+@pytest.fixture(scope="module")
+def base_model(tmp_path_factory):
+    torch.manual_seed(0)
+    path = tmp_path_factory.mktemp("base") / "model"
+    save_model(build_tiny_model(TINY), path)
+    return path
+
+
+def tiny_compare(tmp_path, model_dir, **overrides) -> CompareConfig:
+    values = dict(
+        output_dir=str(tmp_path / "compare"),
+        task="increment",
+        base_model=str(model_dir),
+        seeds=[0, 1],
+        shared={"sampling": {"gen_length": 8, "block_length": 4, "steps": 4}, "micro_batch": 8, "prompt_pool": 64},
+        method_options={
+            # Per phase: 8 x 2 + one refresh of 4 x 2 = 24 rollouts; 2 phases = 48 = 6 baseline steps of 8.
+            "dtm": {
+                "h": 1.0,
+                "a_end": 2.0,
+                "steps_per_h": 3,
+                "buffer_prompts": 8,
+                "buffer_completions": 2,
+                "refresh_every": 2,
+                "refresh_prompts": 4,
+            },
+            "diffu_grpo": {"num_generations": 4, "inner_updates": 2},
+            "wd1": {"num_generations": 2},
+            "spg": {"num_generations": 4},
+        },
+        curve_points=3,
+        curve_prompts=8,
+        eval_prompts=8,
+        eval_samples=4,
+    )
+    values.update(overrides)
+    return load_config(CompareConfig, values)
+
+
+def test_every_run_gets_the_same_rollout_budget(tmp_path, base_model):
+    cfg = tiny_compare(tmp_path, base_model)
+    configs = run_configs(cfg, base_model, tmp_path)
+    assert set(configs) == {(m, s) for m in cfg.methods for s in cfg.seeds}
+    assert {run.planned_rollouts for run in configs.values()} == {48}
+    assert [configs[m, 0].steps for m in ("diffu_grpo", "wd1", "spg")] == [6, 6, 6]
+    assert configs["dtm", 0].eval_every == 2 and configs["wd1", 0].eval_every == 2  # 6 steps / 3 curve points
+    assert configs["spg", 1].seed == 1 and configs["spg", 1].output_dir.endswith("runs/spg/seed1")
+    assert all(run.base_model == str(base_model) and run.task == "increment" for run in configs.values())
+
+
+def test_explicit_budget_without_dtm(tmp_path, base_model):
+    cfg = tiny_compare(tmp_path, base_model, methods=["wd1", "spg"], rollouts=64)
+    configs = run_configs(cfg, base_model, tmp_path)
+    assert configs["wd1", 0].steps == configs["spg", 0].steps == 8
+
+
+@pytest.mark.parametrize(
+    ("overrides", "message"),
+    [
+        ({"methods": ["dtm", "ppo"]}, "methods: unknown method 'ppo'"),
+        ({"methods": ["wd1", "wd1"]}, "methods: has duplicates"),
+        ({"seeds": []}, "seeds: must list at least one seed"),
+        ({"methods": ["wd1"], "rollouts": 0}, "rollouts: must be set when dtm is not among the methods"),
+        ({"shared": {"seed": 3}}, "shared.seed: is set by the comparison"),
+        ({"method_options": {"wd1": {"output_dir": "x"}}}, "method_options.wd1.output_dir: is set by the comparison"),
+        ({"method_options": {"grpo": {}}}, "method_options: unknown method 'grpo'"),
+        ({"base_model": "", "pretrain": {}}, "base_model: give a model folder, or `pretrain` settings"),
+        ({"eval_samples": 1}, "eval_samples: must be > 1"),
+    ],
+)
+def test_bad_comparison_settings_give_one_clear_error(tmp_path, base_model, overrides, message):
+    with pytest.raises(ConfigError, match=message):
+        tiny_compare(tmp_path, base_model, **overrides)
+
+
+def test_budget_mismatches_name_the_numbers(tmp_path, base_model):
+    with pytest.raises(ConfigError, match="rollouts: is 50 but DTM's config plans 48 rollouts"):
+        run_configs(tiny_compare(tmp_path, base_model, rollouts=50), base_model, tmp_path)
+    cfg = tiny_compare(tmp_path, base_model, methods=["wd1"], rollouts=20)
+    with pytest.raises(ConfigError, match=r"rollouts: wd1 draws 8 rollouts per step .* must divide the budget of 20"):
+        run_configs(cfg, base_model, tmp_path)
+    cfg = tiny_compare(tmp_path, base_model, method_options={"wd1": {"lr_typo": 1.0}})
+    with pytest.raises(ConfigError, match=r"training config of wd1 \(shared \+ method_options.wd1\): .*lr_typo"):
+        run_configs(cfg, base_model, tmp_path)
+
+
+def test_diversity_counts_distinct_and_distinct_correct_per_prompt():
+    responses = torch.tensor([[1, 2], [1, 2], [2, 1], [3, 3], [4, 4], [4, 4], [4, 4], [4, 4]])
+    correct = torch.tensor([True, True, True, False, True, True, True, True])
+    result = diversity(responses, correct, samples=4)
+    assert result["distinct"] == pytest.approx((3 / 4 + 1 / 4) / 2)
+    assert result["distinct_correct"] == pytest.approx((2 + 1) / 2)
+
+
+def test_summary_is_mean_and_sample_std_over_seeds():
+    rows = [
+        {"method": "base", "greedy_reward": 0.5},
+        {"method": "dtm", "greedy_reward": 0.6},
+        {"method": "dtm", "greedy_reward": 0.8},
+        {"method": "dtm", "greedy_reward": 0.7},
+    ]
+    keys = ("greedy_accuracy", "sampled_reward", "sampled_accuracy", "distinct", "distinct_correct", "wall_time")
+    for row in rows:
+        row.update(dict.fromkeys(keys, 1.0), rollouts=10)
+    summary = summarize(rows)
+    assert summary["base"]["seeds"] == 1 and summary["base"]["greedy_reward_std"] == 0.0
+    assert summary["dtm"]["greedy_reward"] == pytest.approx(0.7)
+    assert summary["dtm"]["greedy_reward_std"] == pytest.approx(statistics.stdev([0.6, 0.8, 0.7]))
+
+
+def test_comparison_smoke_run_writes_table_figure_and_equal_rollouts(tmp_path, base_model):
+    cfg = tiny_compare(tmp_path, base_model)
+    summary = run_compare(cfg, progress=False)
+    out = tmp_path / "compare"
+    assert list(summary) == ["base", "dtm", "diffu_grpo", "wd1", "spg"]
+    results = json.loads((out / "results.json").read_text())
+    runs = [r for r in results["runs"] if r["method"] != "base"]
+    assert len(runs) == 8 and {r["rollouts"] for r in runs} == {48}
+    assert all(r["wall_time"] > 0 and 0 <= r["greedy_reward"] <= 1 and 0 < r["distinct"] <= 1 for r in runs)
+    for method in cfg.methods:
+        assert summary[method]["seeds"] == 2
+        curves = results["curves"][method]
+        assert len(curves) == 2 and all(c[0][0] == 0 and c[-1][0] == 48 for c in curves)  # rollouts 0 .. budget
+    with open(out / "runs.csv") as f:
+        assert len(list(csv.DictReader(f))) == 9
+    report = (out / "report.md").read_text()
+    assert "| dtm | 2 |" in report and "± " in report
+    assert (out / "reward_vs_rollouts.png").stat().st_size > 10_000
+    with pytest.raises(FileExistsError):
+        run_compare(cfg, progress=False)
+
+
+def test_comparison_pretrains_the_shared_base_model(tmp_path):
+    pretrain = {"model": {"hidden_size": 32, "num_layers": 1, "num_heads": 2, "intermediate_size": 64}, "steps": 3}
+    cfg = tiny_compare(tmp_path, "", pretrain=pretrain, methods=["wd1"], seeds=[0], rollouts=16)
+    run_compare(cfg, progress=False)
+    out = tmp_path / "compare"
+    assert (out / "base" / "model" / "config.json").exists()
+    run = json.loads((out / "results.json").read_text())["runs"][1]
+    assert run["method"] == "wd1" and run["rollouts"] == 16
+    with pytest.raises(ConfigError, match=r"pretrain\.steps"):
+        run_compare(tiny_compare(tmp_path, "", pretrain={"steps": 0}), overwrite=True, progress=False)
