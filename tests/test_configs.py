@@ -8,21 +8,31 @@ from pathlib import Path
 import pytest
 
 from dtm.config import load_config
+from dtm.studies.compare import CompareConfig, run_configs
 from dtm.studies.maze import MazeStudyConfig
+from dtm.training import load_train_config
 from dtm.training.dtm import DTMConfig
 from dtm.training.pretrain import PretrainConfig
 
 CONFIGS = Path(__file__).resolve().parents[1] / "configs"
-KINDS = {"pretrain": PretrainConfig, "maze-study": MazeStudyConfig}
+KINDS = {"pretrain": PretrainConfig, "maze-study": MazeStudyConfig, "compare": CompareConfig}
+SHIPPED = sorted(p for p in CONFIGS.rglob("*.yaml") if "accelerate" not in p.parts)
 
 
-def config_class(path: Path) -> type:
-    return next((cls for prefix, cls in KINDS.items() if path.name.startswith(prefix)), DTMConfig)
-
-
-@pytest.mark.parametrize("path", sorted(p for p in CONFIGS.rglob("*.yaml") if "accelerate" not in p.parts), ids=str)
+@pytest.mark.parametrize("path", SHIPPED, ids=str)
 def test_config_loads_and_validates(path):
-    assert load_config(config_class(path), path) is not None
+    kind = next((cls for prefix, cls in KINDS.items() if path.name.startswith(prefix)), None)
+    cfg = load_config(kind, path) if kind else load_train_config(path)
+    assert cfg is not None
+
+
+@pytest.mark.parametrize("path", [p for p in SHIPPED if p.name.startswith("compare")], ids=str)
+def test_comparison_configs_give_every_run_the_same_budget(path, tmp_path):
+    cfg = load_config(CompareConfig, path)
+    runs = run_configs(cfg, "unused", tmp_path).values()
+    assert len(runs) == len(cfg.methods) * len(cfg.seeds) >= 4 * 3
+    assert len({run.planned_rollouts for run in runs}) == 1
+    assert len({(run.sampling.gen_length, run.sampling.steps, run.sampling.temperature) for run in runs}) == 1
 
 
 # name -> (h, a_end, steps_per_h, c, prompts x completions, refresh, temperature, micro x accum, ema, lr, lr_min, clip)

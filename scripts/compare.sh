@@ -1,0 +1,10 @@
+#!/usr/bin/env bash
+# DTM vs the RL baselines (diffu-GRPO, wd1, SPG) on the maze task and on 4x4 Sudoku, three seeds each, equal rollout
+# budgets: tables, curves and figures in runs/compare/{maze,sudoku}/. Extra arguments go to both runs (e.g.
+# seeds=[0] for a quicker look, --overwrite to start over).
+set -euo pipefail
+cd "$(dirname "$0")/.."
+source scripts/venv.sh  # also sets HF_HUB_OFFLINE=1
+for task in maze sudoku; do
+  .venv/bin/dtm study compare --config "configs/compare-$task.yaml" "$@"
+done
