@@ -171,7 +171,13 @@ def test_planned_rollouts_and_periodic_evaluations(tmp_path):
     # Per phase: a full buffer (8 x 2) and refreshes at in-phase steps 2 and 4 (4 prompts x 2 each).
     assert trainer.state.rollouts == cfg.planned_rollouts == 2 * (16 + 2 * 8)
     evals = [r for r in read_metrics(tmp_path / "run") if "eval" in r]
-    assert [(r["eval"], r["step"]) for r in evals] == [("base", 0), ("step", 3), ("step", 6), ("step", 9), ("final", 10)]
+    assert [(r["eval"], r["step"]) for r in evals] == [
+        ("base", 0),
+        ("step", 3),
+        ("step", 6),
+        ("step", 9),
+        ("final", 10),
+    ]
     assert evals[0]["rollouts"] == 0 and evals[-1]["rollouts"] == cfg.planned_rollouts
     assert trainer.state.eval_seconds > 0
 
