@@ -20,6 +20,7 @@ from pathlib import Path
 from typing import Any
 
 import torch
+from tqdm.auto import tqdm
 
 from dtm.config import ConfigError, check, load_config, save_config
 from dtm.models.base import DiffusionLM
@@ -197,6 +198,11 @@ def run_compare(cfg: CompareConfig, *, overwrite: bool = False, progress: bool =
         wall = time.perf_counter() - start - trainer.state.eval_seconds
         metrics = evaluate_model(model, task, prompts, run, cfg.eval_samples, seed=0)
         rows.append({"method": method, "seed": seed, "rollouts": trainer.state.rollouts, "wall_time": wall} | metrics)
+        if progress:
+            tqdm.write(
+                f"{method} seed {seed}: greedy reward {metrics['greedy_reward']:.3f}, sampled reward "
+                f"{metrics['sampled_reward']:.3f}, {trainer.state.rollouts} rollouts, {wall:.0f} s"
+            )
         curves.setdefault(method, []).append(eval_curve(Path(run.output_dir) / "metrics.jsonl"))
     summary = summarize(rows)
     write_outputs(out, cfg, first, rows, summary, curves)
