@@ -11,8 +11,11 @@ import pytest
 import torch
 
 from dtm.config import ConfigError, load_config
-from dtm.models import TinyModelConfig, build_tiny_model, save_model
+from dtm.models import TinyModelConfig, build_tiny_model, load_model, save_model
+from dtm.sampling import SamplingConfig
 from dtm.studies.compare import CompareConfig, diversity, run_compare, run_configs, summarize
+from dtm.tasks.increment import IncrementTask
+from dtm.training.common import evaluate
 
 pytestmark = pytest.mark.usefixtures("single_thread")
 
@@ -161,3 +164,18 @@ def test_comparison_pretrains_the_shared_base_model(tmp_path):
     assert run["method"] == "wd1" and run["rollouts"] == 16
     with pytest.raises(ConfigError, match=r"pretrain\.steps"):
         run_compare(tiny_compare(tmp_path, "", pretrain={"steps": 0}), overwrite=True, progress=False)
+
+
+def test_held_out_evaluation_measures_every_seed_on_the_same_prompts(base_model):
+    drawn = []
+
+    class RecordingTask(IncrementTask):
+        def prompts(self, n, split="train", seed=0):
+            drawn.append((n, split, seed))
+            return super().prompts(n, split, seed)
+
+    model, task = load_model(base_model), RecordingTask()
+    sampling = SamplingConfig(gen_length=8, block_length=4, steps=4)
+    results = [evaluate(model, task, 6, sampling, seed=seed) for seed in (0, 1)]
+    assert drawn == [(6, "test", 0), (6, "test", 0)]
+    assert results[0]["eval_reward_greedy"] == results[1]["eval_reward_greedy"]  # greedy: same prompts, same answers

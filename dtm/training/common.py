@@ -470,8 +470,9 @@ def evaluate(
     model: DiffusionLM, task: TokenTask, num_prompts: int, sampling: SamplingConfig, seed: int = 0
 ) -> dict[str, float]:
     """Held-out metrics: mean reward and accuracy with greedy decoding, mean reward and diversity at the rollout
-    temperature."""
-    prompts = task.prompts(num_prompts, split="test", seed=seed)
+    temperature. The prompts are the test split's seed-0 draw for every run; ``seed`` drives the sampling only, so
+    runs with different seeds are measured on the same problems."""
+    prompts = task.prompts(num_prompts, split="test", seed=0)
     device = next(model.parameters()).device
     generator = torch.Generator(device=device).manual_seed(seed)
     greedy = rollout(model, prompts, sampling, generator, temperature=0.0)
