@@ -88,6 +88,8 @@ def test_explicit_budget_without_dtm(tmp_path, base_model):
         ({"shared": {"seed": 3}}, "shared.seed: is set by the comparison"),
         ({"method_options": {"wd1": {"output_dir": "x"}}}, "method_options.wd1.output_dir: is set by the comparison"),
         ({"method_options": {"grpo": {}}}, "method_options: unknown method 'grpo'"),
+        ({"shared": {"eval_prompts": 3}}, "shared.eval_prompts: is set by the comparison"),
+        ({"method_options": {"spg": {"steps": 9}}}, r"method_options.spg.steps: is derived from the rollout budget"),
         ({"base_model": "", "pretrain": {}}, "base_model: give a model folder, or `pretrain` settings"),
         ({"eval_samples": 1}, "eval_samples: must be > 1"),
     ],

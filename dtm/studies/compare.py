@@ -32,7 +32,7 @@ from dtm.training.logging import prepare_run_dir
 from dtm.training.pretrain import PretrainConfig, pretrain
 
 # Keys the comparison sets itself in every run's training config.
-MANAGED_KEYS = ("method", "task", "task_options", "base_model", "seed", "output_dir", "eval_every")
+MANAGED_KEYS = ("method", "task", "task_options", "base_model", "seed", "output_dir", "eval_prompts", "eval_every")
 
 
 @dataclass
@@ -73,6 +73,12 @@ class CompareConfig:
             check(key not in self.shared, f"shared.{key}", "is set by the comparison; remove it")
             for method, options in self.method_options.items():
                 check(key not in options, f"method_options.{method}.{key}", "is set by the comparison; remove it")
+        for method, options in self.method_options.items():
+            check(
+                method == "dtm" or "steps" not in options,
+                f"method_options.{method}.steps",
+                "is derived from the rollout budget (`rollouts`); remove it",
+            )
         check(
             self.base_model or self.pretrain,
             "base_model",
