@@ -25,6 +25,7 @@ from tqdm.auto import tqdm
 from dtm.config import ConfigError, check, load_config, save_config
 from dtm.models.base import DiffusionLM
 from dtm.sampling import rollout
+from dtm.studies.figures import new_axes, save_figure
 from dtm.tasks.base import PromptBatch, TokenTask
 from dtm.training import METHODS, load_train_config, make_trainer
 from dtm.training.common import RunConfig, load_model_and_task
@@ -168,11 +169,13 @@ def evaluate_model(
 def diversity(responses: torch.Tensor, correct: torch.Tensor, samples: int) -> dict[str, float]:
     """From ``samples`` consecutive responses per prompt: distinct responses / samples, and the number of distinct
     correct responses (e.g. different shortest paths), each averaged over prompts."""
+    keys = [tuple(row) for row in responses.tolist()]
+    ok = correct.tolist()
     distinct, distinct_correct = [], []
-    for start in range(0, len(responses), samples):
+    for start in range(0, len(keys), samples):
         rows = range(start, start + samples)
-        distinct.append(len({tuple(responses[j].tolist()) for j in rows}) / samples)
-        distinct_correct.append(len({tuple(responses[j].tolist()) for j in rows if correct[j]}))
+        distinct.append(len({keys[j] for j in rows}) / samples)
+        distinct_correct.append(len({keys[j] for j in rows if ok[j]}))
     return {"distinct": statistics.fmean(distinct), "distinct_correct": statistics.fmean(distinct_correct)}
 
 
@@ -307,12 +310,7 @@ def plot_reward_vs_rollouts(
     path: Path, curves: dict[str, list[list[tuple[int, float]]]], base_reward: float, task: str
 ) -> None:
     """Held-out greedy reward against rollouts spent: mean over seeds, shaded ± one std."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    fig, ax = plt.subplots(figsize=(6.5, 4))
+    fig, ax = new_axes((6.5, 4))
     for method, runs in curves.items():
         points = min(len(curve) for curve in runs)
         x = [runs[0][i][0] for i in range(points)]
@@ -326,6 +324,4 @@ def plot_reward_vs_rollouts(
     ax.axhline(base_reward, color="gray", linewidth=0.8, linestyle="--", label="base")
     ax.set(xlabel="rollouts (reward evaluations)", ylabel="held-out greedy reward", title=f"{task}: reward vs rollouts")
     ax.legend(fontsize=8)
-    fig.tight_layout()
-    fig.savefig(path, dpi=120)
-    plt.close(fig)
+    save_figure(fig, path)

@@ -25,6 +25,7 @@ from dtm.config import check, save_config
 from dtm.models import TinyModelConfig, load_model
 from dtm.models.base import DiffusionLM
 from dtm.sampling import SamplingConfig, rollout
+from dtm.studies.figures import new_axes, save_figure
 from dtm.studies.metrics import empirical, entropy, tilt, total_variation
 from dtm.tasks.base import PromptBatch
 from dtm.tasks.maze import MazeTask, count_shortest_paths, path_key
@@ -314,39 +315,26 @@ def write_outputs(out: Path, cfg: MazeStudyConfig, results: dict[str, Any], curv
     (out / "report.md").write_text("\n".join(report))
 
 
-def _save(fig: Any, path: Path) -> None:
-    import matplotlib.pyplot as plt
-
-    fig.tight_layout()
-    fig.savefig(path, dpi=120)
-    plt.close(fig)
-
-
 def plot_figures(out: Path, results: dict[str, Any], curves: dict[str, Any]) -> None:
     """Reward vs step per arm, diversity vs reward, and TV to the exact target."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    fig, ax = plt.subplots(figsize=(7, 4))
+    fig, ax = new_axes((7, 4))
     for name, curve in curves.items():
         ax.plot(curve["curve_step"], curve["curve_reward"], label=name, linestyle="-" if "small" in name else "--")
     ax.axhline(results["base"]["mean_reward"], color="gray", linewidth=0.8, label="base (held-out)")
     ax.set(xlabel="optimizer step", ylabel="buffer mean reward (teacher rollouts)", title="Reward during training")
     ax.legend(fontsize=7)
-    _save(fig, out / "reward_vs_step.png")
+    save_figure(fig, out / "reward_vs_step.png")
 
-    fig, ax = plt.subplots(figsize=(5.5, 4))
+    fig, ax = new_axes((5.5, 4))
     for name, row in results.items():
         ax.scatter(row["mean_reward"], row["shortest_entropy"], label=name, marker="s" if name == "base" else "o")
     ax.set(xlabel="held-out mean reward", ylabel="normalised entropy over shortest paths", title="Diversity vs reward")
     ax.legend(fontsize=7)
-    _save(fig, out / "diversity_vs_reward.png")
+    save_figure(fig, out / "diversity_vs_reward.png")
 
-    fig, ax = plt.subplots(figsize=(7, 4))
+    fig, ax = new_axes((7, 4))
     names = list(results)
     ax.bar(range(len(names)), [results[n]["tv_to_target"] for n in names], color="tab:blue")
     ax.set_xticks(range(len(names)), names, rotation=30, ha="right", fontsize=7)
     ax.set(ylabel="TV to exact tilted target", title="Distance to rho_a (base: sampling noise floor)")
-    _save(fig, out / "tv_to_target.png")
+    save_figure(fig, out / "tv_to_target.png")

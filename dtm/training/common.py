@@ -128,8 +128,6 @@ def load_model_and_task(
 ) -> tuple[DiffusionLM, TokenTask]:
     """The run's base model and task as ``cfg`` names them (``model`` / ``task`` when given instead): the model
     from ``base_model``, the task built for it (a text task through the folder's tokenizer)."""
-    if model is not None and task is not None:
-        return model, task
     tokenizer = load_tokenizer(cfg.base_model, cfg.model.trust_remote_code) if task is None else None
     model = model if model is not None else cfg.model.load(cfg.base_model, tokenizer)
     task = task or build_task(
