@@ -1,0 +1,214 @@
+"""Exact laws of SAR decoding: the probability that the sampler produces a given response, summed over every order
+in which it can reveal the positions.
+
+A response x of length G is decoded in blocks of B positions, left to right; inside block b round j commits k_j of the
+block's masked positions (:func:`dtm.diffusion.sampler.tokens_per_step`). Let S be the set of block positions already
+revealed (holding x's tokens), with the earlier blocks clean and the later ones masked. Round j moves from S
+(|S| = k_1 + ... + k_{j-1}) to S u T (|T| = k_j) and commits x's tokens at T with probability
+
+    random:          P(T, x_T | S) = prod_{i in T} pi(x_i | S) / C(m, k_j)                         (m = B - |S|)
+    low_confidence:  P(T, x_T | S) = prod_{i in T} pi(x_i | S) * prod_{l masked, l not in T} F_l(min_{i in T} c_i(x_i))
+
+where pi = softmax(logits / temperature) with the mask token excluded (one-hot at the argmax for temperature 0), c =
+log softmax(logits) is the sampler's confidence, and F_l(c) = P_{u ~ pi_l}(c_l(u) < c) (confidence ties between
+positions are ignored: they have probability 0 unless two logits coincide exactly). A forward DP over the revealed
+sets gives the block's probability,
+
+    g({}) = 1,   g(S u T) += g(S) P(T, x_T | S),   P_b(x) = g(whole block),   P(x) = prod_b P_b(x),
+
+with one forward pass per reachable set S: sum_j C(B, k_1 + ... + k_{j-1}) states per block (2^B - 1 for one token per
+round), so it is feasible for small blocks only (:data:`MAX_EXACT_BLOCK`).
+
+For random order the reveal order does not depend on the tokens, and
+
+    elbo(x) = sum_b sum_j E_{(S, T) uniform} [ sum_{i in T} log pi(x_i | S) ]  <=  log P(x)      (Jensen)
+
+is the evidence lower bound that the masked-diffusion and DTM losses estimate on SAR states (one token per round:
+E_{SAR state}[mean over the active block's masked positions of -log pi(x_i | x_t)] = -elbo(x) / G).
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from itertools import combinations
+
+import torch
+
+from dtm.diffusion.sampler import LogitsFn, Remasking, steps_per_block, tokens_per_step
+
+MAX_EXACT_BLOCK = 12
+
+
+@dataclass
+class SequenceLaw:
+    """Per response: ``log_prob`` = log P(x) under the sampler, and ``elbo`` (random order; NaN for
+    ``low_confidence``, whose order depends on the tokens). Both ``[N]`` float64."""
+
+    log_prob: torch.Tensor
+    elbo: torch.Tensor
+
+
+@dataclass(frozen=True)
+class _Transition:
+    """Round j of a block: from revealed set ``source`` (bitmask) commit the positions ``chosen``."""
+
+    source: int
+    chosen: tuple[int, ...]
+
+    @property
+    def target(self) -> int:
+        return self.source | sum(1 << i for i in self.chosen)
+
+
+def _block_rounds(block_length: int, rounds: int) -> list[list[_Transition]]:
+    """Every (revealed set, committed set) pair of each round of one block."""
+    out, revealed = [], 0
+    for count in tokens_per_step(block_length, rounds):
+        round_pairs = []
+        for source in combinations(range(block_length), revealed):
+            free = [i for i in range(block_length) if i not in source]
+            mask = sum(1 << i for i in source)
+            round_pairs += [_Transition(mask, chosen) for chosen in combinations(free, count)]
+        out.append(round_pairs)
+        revealed += count
+    return out
+
+
+def _state_ids(
+    prompt_ids: torch.Tensor, responses: torch.Tensor, start: int, block_length: int, subsets: list[int], mask_id: int
+) -> torch.Tensor:
+    """``[N, len(subsets), P + G]`` inputs: earlier blocks clean, the block at ``start`` revealed on each subset,
+    everything else masked."""
+    batch, length = responses.shape
+    position = torch.arange(length)
+    bits = torch.tensor(subsets)[:, None] >> (position - start).clamp(0, block_length - 1)[None, :] & 1
+    in_block = (position >= start) & (position < start + block_length)
+    keep = (position < start)[None, :] | (in_block[None, :] & bits.bool())  # [S, G]
+    response = torch.where(keep[None], responses[:, None, :], torch.full_like(responses[:, None, :], mask_id))
+    prompts = prompt_ids[:, None, :].expand(batch, len(subsets), prompt_ids.shape[1])
+    return torch.cat([prompts, response], dim=2)
+
+
+@torch.no_grad()
+def _block_logits(
+    model: LogitsFn,
+    ids: torch.Tensor,
+    attention: torch.Tensor | None,
+    start: int,
+    block_length: int,
+    batch_size: int,
+) -> torch.Tensor:
+    """Logits ``[N, S, B, V]`` at the block's positions for every state in ``ids`` ``[N, S, L]``; ``attention``
+    ``[N, P]`` covers the prompts. Each distinct state (ids and attention mask) runs once."""
+    batch, states, length = ids.shape
+    rows = ids.reshape(-1, length)
+    mask_rows = torch.ones_like(rows)
+    if attention is not None:  # prompt padding; response positions are always attended
+        mask_rows[:, : attention.shape[1]] = attention.repeat_interleave(states, dim=0)
+    unique, inverse = torch.unique(torch.cat([rows, mask_rows], dim=1), dim=0, return_inverse=True)
+    device = _device(model)
+    select = torch.zeros(1, length, dtype=torch.bool)
+    select[:, start : start + block_length] = True
+    outs = []
+    for chunk in unique.split(batch_size):
+        x, m = chunk[:, :length].to(device), chunk[:, length:].to(device)
+        logits = model(x, attention_mask=m, select=select.expand(len(chunk), length).to(device))
+        outs.append(logits.view(len(chunk), block_length, -1).double().cpu())
+    return torch.cat(outs)[inverse].view(batch, states, block_length, -1)
+
+
+def _device(model: LogitsFn) -> torch.device:
+    parameter = next(model.parameters(), None) if isinstance(model, torch.nn.Module) else None
+    return torch.device("cpu") if parameter is None else parameter.device
+
+
+def _proposal_log_probs(logits: torch.Tensor, temperature: float) -> torch.Tensor:
+    """log pi: the sampler's proposal distribution (mask token already at -inf in ``logits``)."""
+    if temperature == 0:
+        best = logits.argmax(dim=-1, keepdim=True)
+        return torch.full_like(logits, -math.inf).scatter(-1, best, 0.0)
+    return (logits / temperature).log_softmax(dim=-1)
+
+
+def _below(log_pi: torch.Tensor, confidence: torch.Tensor, threshold: torch.Tensor) -> torch.Tensor:
+    """log F(c) = log P_{u ~ pi}(confidence(u) < c) per position: ``log_pi``, ``confidence`` ``[..., V]``,
+    ``threshold`` ``[...]``."""
+    below = confidence < threshold[..., None]
+    return log_pi.masked_fill(~below, -math.inf).logsumexp(dim=-1)
+
+
+def sequence_log_probs(
+    model: LogitsFn,
+    prompt_ids: torch.Tensor,
+    responses: torch.Tensor,
+    block_length: int,
+    steps: int,
+    *,
+    mask_token_id: int,
+    temperature: float = 1.0,
+    remasking: Remasking = "random",
+    attention_mask: torch.Tensor | None = None,
+    batch_size: int = 1024,
+) -> SequenceLaw:
+    """Exact log P(x) of each response under :func:`dtm.diffusion.sampler.generate` with these settings (see the
+    module docstring), and its ELBO for random order.
+
+    ``prompt_ids`` ``[N, P]`` (left-padded, with ``attention_mask``), ``responses`` ``[N, G]``; ``model`` as for the
+    sampler. A response holding the mask token has probability 0. Raises ValueError for blocks longer than
+    :data:`MAX_EXACT_BLOCK` (2^B states per block).
+    """
+    if remasking not in ("random", "low_confidence"):
+        raise ValueError(f"remasking must be 'low_confidence' or 'random', got {remasking!r}")
+    if temperature < 0:
+        raise ValueError(f"temperature must be >= 0, got {temperature}")
+    if block_length > MAX_EXACT_BLOCK:
+        raise ValueError(
+            f"block_length {block_length}: the exact law enumerates up to 2^{block_length} revealed sets per block; "
+            f"at most {MAX_EXACT_BLOCK} is supported"
+        )
+    gen_length = responses.shape[1]
+    schedule = steps_per_block(gen_length, block_length, steps)
+    batch, prompt_len = prompt_ids.shape
+    log_prob = torch.zeros(batch, dtype=torch.float64)
+    elbo = torch.zeros(batch, dtype=torch.float64)
+    rows = torch.arange(batch)
+    for block, rounds in enumerate(schedule):
+        start = block * block_length
+        pairs = _block_rounds(block_length, rounds)
+        subsets = sorted({t.source for round_pairs in pairs for t in round_pairs})
+        index = {s: k for k, s in enumerate(subsets)}
+        ids = _state_ids(prompt_ids, responses, start, block_length, subsets, mask_token_id)
+        logits = _block_logits(model, ids, attention_mask, prompt_len + start, block_length, batch_size)
+        logits[..., mask_token_id] = -math.inf
+        log_pi = _proposal_log_probs(logits, temperature)  # [N, S, B, V]
+        targets = responses[:, start : start + block_length]
+        target_index = targets[:, None, :, None].expand(batch, len(subsets), block_length, 1)
+        log_pi_x = log_pi.gather(-1, target_index).squeeze(-1)  # [N, S, B]
+        confidence = logits.log_softmax(dim=-1) if remasking == "low_confidence" else None
+
+        g = {0: torch.zeros(batch, dtype=torch.float64)}
+        for round_pairs in pairs:
+            terms: dict[int, list[torch.Tensor]] = {}
+            round_elbo = torch.zeros(batch, dtype=torch.float64)
+            for t in round_pairs:
+                s = index[t.source]
+                chosen = list(t.chosen)
+                committed = log_pi_x[:, s, chosen].sum(dim=1)
+                if confidence is None:
+                    free = block_length - bin(t.source).count("1")
+                    step = committed - math.log(math.comb(free, len(chosen)))
+                    round_elbo += committed / len(round_pairs)
+                else:
+                    x_conf = confidence[rows[:, None], s, chosen, targets[:, chosen]]  # [N, k]
+                    others = [i for i in range(block_length) if not (t.source >> i & 1) and i not in chosen]
+                    threshold = x_conf.min(dim=1).values[:, None].expand(batch, len(others))
+                    beaten = _below(log_pi[:, s, others], confidence[:, s, others], threshold)
+                    step = committed + beaten.sum(dim=1)
+                terms.setdefault(t.target, []).append(g[t.source] + step)
+            g = {target: torch.stack(parts).logsumexp(dim=0) for target, parts in terms.items()}
+            elbo += round_elbo
+        log_prob += g[(1 << block_length) - 1]
+    if remasking == "low_confidence":
+        elbo = torch.full_like(elbo, math.nan)
+    return SequenceLaw(log_prob, elbo)
