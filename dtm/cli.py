@@ -104,6 +104,12 @@ def cmd_study(args: argparse.Namespace) -> None:
         cfg = load_config(compare.CompareConfig, args.config, args.overrides)
         summary = compare.run_compare(cfg, overwrite=args.overwrite, progress=not args.no_progress)
         print(compare.markdown_table(summary))
+    elif args.name == "fit":
+        from dtm.studies import fit
+
+        cfg = load_config(fit.FitStudyConfig, args.config, args.overrides)
+        summary = fit.run_fit_study(cfg, overwrite=args.overwrite, progress=not args.no_progress)
+        print(fit.markdown_tables(summary))
     else:
         from dtm.studies import maze
 
@@ -171,9 +177,9 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser(
         "study",
         help="run a study end to end (maze: h and c vs reward, stability, mode collapse; "
-        "compare: DTM vs diffu-GRPO, wd1 and SPG at equal rollouts)",
+        "compare: DTM vs diffu-GRPO, wd1 and SPG at equal rollouts; fit: exact per-phase fit of DTM on mazes)",
     )
-    p.add_argument("name", choices=["maze", "compare"])
+    p.add_argument("name", choices=["maze", "compare", "fit"])
     _add_config_args(p)
     p.set_defaults(func=cmd_study)
 

@@ -11,6 +11,7 @@ import torch
 from dtm.diffusion.losses import (
     ControlVariate,
     cdtm_loss,
+    leave_one_out_log_mean_exp,
     masked_diffusion_loss,
     optimal_control_variate,
     position_weights,
@@ -408,3 +409,65 @@ def test_cdtm_without_teacher_when_c_is_zero():
     torch.testing.assert_close(cdtm_loss(student, None, targets, log_tilt, weights, c=0.0), with_teacher)
     with pytest.raises(ValueError, match="teacher_logits"):
         cdtm_loss(student, None, targets, log_tilt, weights, c=1.0)
+
+
+# ----------------------------------------------------------------------------------------------------------
+# Per-prompt (leave-one-out) baselines and normalisation.
+# ----------------------------------------------------------------------------------------------------------
+
+
+def test_leave_one_out_log_mean_exp_matches_a_loop() -> None:
+    gen = torch.Generator().manual_seed(0)
+    values = 3 * torch.randn(5, 4, generator=gen, dtype=F64)
+    out = leave_one_out_log_mean_exp(values)
+    for p in range(5):
+        for j in range(4):
+            others = [math.exp(float(values[p, k])) for k in range(4) if k != j]
+            assert float(out[p, j]) == pytest.approx(math.log(sum(others) / 3), rel=1e-12)
+    big = leave_one_out_log_mean_exp(torch.tensor([[500.0, 501.0, 502.0]], dtype=F64))
+    assert torch.isfinite(big).all()
+    with pytest.raises(ValueError, match="at least 2"):
+        leave_one_out_log_mean_exp(torch.zeros(3, 1))
+
+
+@pytest.mark.parametrize(("baseline", "normalise"), [(True, False), (False, True), (True, True)])
+def test_per_prompt_control_keeps_the_tilted_minimiser(baseline: bool, normalise: bool) -> None:
+    """Two completions per prompt: completion 1's c (and divisor) come from completion 2, drawn independently from
+    the same prompt's law; the expected loss over both is still minimised by the tilted posterior."""
+    seqs, p, r = _toy(seed=2)
+    clean_value = 1
+    base = _posterior(seqs, p, clean_value)
+    tilted = _posterior(seqs, p * torch.exp(H * r), clean_value)
+    teacher_logits = base.log()
+    keep = _consistent(seqs, clean_value)
+    cond = p[keep] / p[keep].sum()
+    n = len(MASKED)
+    terms = []
+    for x1, p1, r1 in zip(seqs[keep], cond, r[keep], strict=True):
+        for p2, r2 in zip(p, r, strict=True):
+            log_z = leave_one_out_log_mean_exp(H * torch.stack([r1, r2])[None])[0, 0]
+            log_tilt, c = H * r1, torch.exp(log_z) if baseline else torch.tensor(1.0, dtype=F64)
+            if normalise:
+                log_tilt, c = log_tilt - log_z, c * torch.exp(-log_z)
+            terms.append((x1[list(MASKED)], log_tilt.expand(n), c.expand(n), torch.full((n,), float(p1 * p2))))
+    student = torch.zeros(n, V, dtype=F64, requires_grad=True)
+    opt = torch.optim.LBFGS(
+        [student],
+        lr=1.0,
+        max_iter=300,
+        tolerance_grad=1e-12,
+        tolerance_change=1e-15,
+        history_size=20,
+        line_search_fn="strong_wolfe",
+    )
+
+    def closure() -> torch.Tensor:
+        opt.zero_grad()
+        loss = sum(cdtm_loss(student, teacher_logits, t, lt, w, c) for t, lt, c, w in terms)
+        loss.backward()
+        return loss
+
+    opt.step(closure)
+    learned = student.detach().softmax(dim=-1)
+    assert (learned - tilted).abs().max().item() < 1e-5
+    assert (learned - base).abs().max().item() > 1e-2

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import math
 import shutil
 
 import pytest
@@ -326,3 +327,46 @@ def test_nonfinite_steps_are_skipped_then_training_stops_with_checkpoint_intact(
     saved = load_file(tmp_path / "run" / "step-00000004" / "student.safetensors")["model.lm_head.weight"]
     torch.testing.assert_close(saved, trained, rtol=0, atol=0)
     assert [r["skipped_steps"] for r in read_metrics(tmp_path / "run") if "loss" in r][-3:] == [1, 2, 3]
+
+
+@pytest.mark.parametrize(("baseline", "normalise"), [(True, False), (False, True), (True, True)])
+def test_per_prompt_control_variates_come_from_the_other_completions(tmp_path, baseline, normalise):
+    """Each rollout's c (prompt_baseline) and divisor (tilt_normalization) is the mean of exp(h r) over the other
+    buffer completions of its prompt; training runs with them."""
+    h, k = 1.5, 3
+    mode = "prompt" if normalise else "none"
+    cfg = small_config(tmp_path, prompt_baseline=baseline, tilt_normalization=mode, buffer_completions=k)
+    trainer = DTMTrainer(cfg, model=tiny_model(), progress=False)
+    trainer.buffer.rebuild(trainer._rollout)
+    trainer.buffer.rewards = torch.rand(len(trainer.buffer), generator=torch.Generator().manual_seed(0))
+    state = trainer.batch_generator.get_state()
+    batch = trainer._micro_batch(h)
+    trainer.batch_generator.set_state(state)
+    rows = trainer.buffer.sample(cfg.micro_batch, trainer.batch_generator)[3]
+    rewards = trainer.buffer.rewards.tolist()
+    for row, log_tilt, c in zip(rows.tolist(), batch.log_tilt.tolist(), batch.c.tolist(), strict=True):
+        group = row // k
+        others = [math.exp(h * rewards[group * k + j]) for j in range(k) if group * k + j != row]
+        z = sum(others) / len(others)
+        weight, expected_c = math.exp(h * rewards[row]), z if baseline else cfg.control_variate
+        if normalise:
+            weight, expected_c = weight / z, expected_c / z
+        assert math.exp(log_tilt) == pytest.approx(weight, rel=1e-5)
+        assert c == pytest.approx(expected_c, rel=1e-5)
+    trainer.train()
+    records = [r for r in read_metrics(tmp_path / "run") if "loss" in r]
+    assert all(math.isfinite(r["loss"]) and r["c"] > 0 for r in records)
+
+
+@pytest.mark.parametrize(
+    ("overrides", "message"),
+    [
+        (["prompt_baseline=true", "buffer_completions=1"], "buffer_completions: prompt_baseline and tilt_norm"),
+        (["tilt_normalization=prompt", "buffer_completions=1"], "need at least 2 completions per prompt"),
+        (["prompt_baseline=true", "adaptive_c=true"], "prompt_baseline: chooses c per prompt"),
+        (["tilt_normalization=batch"], "tilt_normalization: must be one of 'none', 'prompt'"),
+    ],
+)
+def test_per_prompt_settings_that_cannot_work_are_rejected(overrides, message):
+    with pytest.raises(ConfigError, match=message):
+        load_config(DTMConfig, None, overrides)

@@ -48,7 +48,7 @@ def cdtm_loss(
     targets: torch.Tensor,
     log_tilt: torch.Tensor,
     weights: torch.Tensor,
-    c: float,
+    c: float | torch.Tensor,
     shift: float = 0.0,
 ) -> torch.Tensor:
     """The c-DTM loss (METHOD.md §3), summed over loss positions with ``weights``.
@@ -59,8 +59,9 @@ def cdtm_loss(
     For every c the expected loss is minimised by the tilted posterior pi_{a+h}; c only changes the variance.
 
     ``student_logits``, ``teacher_logits``: ``[N, V]`` at the loss positions; ``targets``: ``[N]``; ``log_tilt``: h * r
-    per position ``[N]``; ``weights``: per-position weights ``[N]`` (e.g. :func:`position_weights`). With c = 0 the
-    teacher term vanishes and ``teacher_logits`` may be None (no teacher forward pass is needed).
+    per position ``[N]``; ``weights``: per-position weights ``[N]`` (e.g. :func:`position_weights`); ``c``: one
+    control variate, or one per position ``[N]`` (e.g. a per-prompt baseline, :func:`leave_one_out_log_mean_exp`).
+    With c = 0 the teacher term vanishes and ``teacher_logits`` may be None (no teacher forward pass is needed).
 
     Numerical stability: w = exp(h r) overflows float32 once h r > 88. The whole loss is multiplied by exp(-shift),
     i.e. w -> exp(h r - shift) and c -> c exp(-shift): a positive constant factor that leaves the minimiser and the
@@ -71,13 +72,31 @@ def cdtm_loss(
     log_p_x = log_p.gather(-1, targets[:, None]).squeeze(-1)
     scale = math.exp(-shift)
     w = torch.exp(log_tilt.to(dtype) - shift)
+    if isinstance(c, torch.Tensor):
+        c = c.to(dtype)
     per_position = -(w - c * scale) * log_p_x
-    if c != 0:
+    if isinstance(c, torch.Tensor) or c != 0:
         if teacher_logits is None:
             raise ValueError(f"teacher_logits are required when c != 0 (c = {c})")
         cross = (teacher_logits.to(dtype).softmax(dim=-1) * log_p).sum(dim=-1)
         per_position = per_position - c * scale * cross
     return (per_position * weights).sum()
+
+
+def leave_one_out_log_mean_exp(log_values: torch.Tensor) -> torch.Tensor:
+    """log((1 / (K - 1)) sum_{k != j} exp(v_k)) for every entry j of each row of ``log_values`` ``[P, K]`` (K >= 2).
+
+    With v = h r over the K buffer completions of a prompt, exp of this is a per-prompt estimate of
+    Z(prompt) = E[exp(h r) | prompt] that does not use completion j itself, so using it for completion j as a control
+    variate (c_j) or as a divisor of its tilt weight keeps the per-prompt minimiser of the c-DTM loss: it is a
+    constant given the prompt, independent of X_1 of completion j.
+    """
+    k = log_values.shape[1]
+    if k < 2:
+        raise ValueError(f"a leave-one-out mean needs at least 2 completions per prompt, got {k}")
+    values = log_values.double()
+    others = values[:, None, :].expand(-1, k, -1).masked_fill(torch.eye(k, dtype=torch.bool), -math.inf)
+    return (others.logsumexp(dim=-1) - math.log(k - 1)).to(log_values.dtype)
 
 
 def tilt_shift(log_tilt: torch.Tensor, threshold: float = 60.0) -> float:

@@ -6,14 +6,14 @@ from pathlib import Path
 from typing import Any
 
 
-def new_axes(figsize: tuple[float, float]) -> tuple[Any, Any]:
-    """A figure and its single axes, drawn off-screen (Agg)."""
+def new_axes(figsize: tuple[float, float], ncols: int = 1) -> tuple[Any, Any]:
+    """A figure and its axes (one, or a row of ``ncols``), drawn off-screen (Agg)."""
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    return plt.subplots(figsize=figsize)
+    return plt.subplots(1, ncols, figsize=figsize)
 
 
 def save_figure(fig: Any, path: Path) -> None:

@@ -79,11 +79,17 @@ class ReplayBuffer:
         self.oldest = int((self.oldest + len(slots)) % self.num_prompts)
         self._fill(slots, rollout)
 
-    def sample(self, n: int, generator: torch.Generator) -> tuple[PromptBatch, torch.Tensor, torch.Tensor]:
-        """``n`` completions drawn uniformly with replacement: (prompts, responses, rewards)."""
+    def sample(
+        self, n: int, generator: torch.Generator
+    ) -> tuple[PromptBatch, torch.Tensor, torch.Tensor, torch.Tensor]:
+        """``n`` completions drawn uniformly with replacement: (prompts, responses, rewards, buffer rows)."""
         rows = torch.randint(len(self), (n,), generator=generator)
         prompts = self.pool.select(self.prompt_index[rows // self.completions])
-        return prompts, self.responses[rows], self.rewards[rows]
+        return prompts, self.responses[rows], self.rewards[rows], rows
+
+    def group_rewards(self) -> torch.Tensor:
+        """Rewards as ``[prompts, completions]``: row j holds the K completions of buffer prompt j."""
+        return self.rewards.view(self.num_prompts, self.completions)
 
     def stats(self) -> dict[str, float]:
         """Reward mean/std, fraction correct and diversity (distinct completions / total) of the buffer."""

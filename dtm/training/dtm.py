@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import math
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal
@@ -23,6 +24,7 @@ from dtm.config import check
 from dtm.diffusion.losses import (
     ControlVariate,
     cdtm_loss,
+    leave_one_out_log_mean_exp,
     optimal_control_variate,
     position_weights,
     tilt_shift,
@@ -36,7 +38,16 @@ from dtm.training.rewards import RewardFn
 from dtm.training.schedule import lr_at, set_lr
 from dtm.training.teacher import CopyTeacher, LoraTeacher, frozen_teacher, load_trainable_state, trainable_state
 
-__all__ = ["RUN_STATE_BYTES", "DTMConfig", "DTMTrainer", "LoraSection", "MicroBatch", "TrainState", "evaluate"]
+__all__ = [
+    "RUN_STATE_BYTES",
+    "DTMConfig",
+    "DTMTrainer",
+    "LoraSection",
+    "MicroBatch",
+    "StepCallback",
+    "TrainState",
+    "evaluate",
+]
 
 
 @dataclass
@@ -52,6 +63,11 @@ class DTMConfig(RunConfig):
     control_variate: float = 1.0
     adaptive_c: bool = False
     c_ema: float = 0.9
+    # Per-prompt estimates of Z = E[exp(h r) | prompt] from the buffer's other completions of the same prompt
+    # (leave-one-out, so the minimiser is unchanged): `prompt_baseline` uses it as the control variate c of each
+    # rollout (instead of control_variate); `tilt_normalization: prompt` divides each rollout's exp(h r) and c by it.
+    prompt_baseline: bool = False
+    tilt_normalization: Literal["none", "prompt"] = "none"
     masking: Literal["sar", "uniform"] = "sar"
     # Teacher / student.
     teacher: Literal["copy", "lora"] = "copy"
@@ -75,6 +91,17 @@ class DTMConfig(RunConfig):
         check(-10 <= self.control_variate <= 10, "control_variate", f"must be in [-10, 10], got {self.control_variate}")
         check(0 <= self.c_ema < 1, "c_ema", f"must be in [0, 1), got {self.c_ema}")
         check(0 <= self.ema < 1, "ema", f"must be in [0, 1) (0 = off), got {self.ema}")
+        per_prompt = self.prompt_baseline or self.tilt_normalization == "prompt"
+        check(
+            not per_prompt or self.buffer_completions >= 2,
+            "buffer_completions",
+            "prompt_baseline and tilt_normalization=prompt need at least 2 completions per prompt",
+        )
+        check(
+            not (self.prompt_baseline and self.adaptive_c),
+            "prompt_baseline",
+            "chooses c per prompt; it cannot be combined with adaptive_c",
+        )
         check(self.buffer_prompts > 0, "buffer_prompts", f"must be positive, got {self.buffer_prompts}")
         check(self.buffer_completions > 0, "buffer_completions", f"must be positive, got {self.buffer_completions}")
         pool_ok = self.prompt_pool >= self.buffer_prompts
@@ -108,12 +135,15 @@ class DTMConfig(RunConfig):
 
 @dataclass
 class MicroBatch:
-    """One micro-batch: left-padded prompts, their clean responses and rewards, and the responses' masked states."""
+    """One micro-batch: left-padded prompts, their clean responses, each rollout's log tilt weight (h r, or
+    h r - log Z-hat with per-prompt normalisation) and control variate (None: the trainer's constant or adaptive c),
+    and the responses' masked states."""
 
     prompt_ids: torch.Tensor
     prompt_mask: torch.Tensor
     responses: torch.Tensor
-    rewards: torch.Tensor
+    log_tilt: torch.Tensor
+    c: torch.Tensor | None
     state: MaskedState
 
 
@@ -122,6 +152,9 @@ class TrainState(RunState):
     """Counters saved in every checkpoint, and the control variate in use."""
 
     c: float = 1.0
+
+
+StepCallback = Callable[[str, "DTMTrainer", dict[str, Any]], None]
 
 
 class DTMTrainer(Trainer):
@@ -177,10 +210,17 @@ class DTMTrainer(Trainer):
 
     # ---------------------------------------------------------------- one step
 
-    def _micro_batch(self, index: int) -> MicroBatch:
-        """Micro-batch ``index`` of the current optimizer step: buffer rollouts and their masked states."""
+    def _micro_batch(self, h: float) -> MicroBatch:
+        """One micro-batch of the current optimizer step: buffer rollouts, their tilt weights and control variates,
+        and their masked states."""
         cfg = self.cfg
-        prompts, responses, rewards = self.buffer.sample(cfg.micro_batch, self.batch_generator)
+        prompts, responses, rewards, rows = self.buffer.sample(cfg.micro_batch, self.batch_generator)
+        log_tilt, c = h * rewards.double(), None
+        if cfg.prompt_baseline or cfg.tilt_normalization == "prompt":
+            log_z = leave_one_out_log_mean_exp(h * self.buffer.group_rewards().double()).flatten()[rows]
+            c = torch.exp(log_z) if cfg.prompt_baseline else torch.full_like(log_z, self.control.value)
+            if cfg.tilt_normalization == "prompt":
+                log_tilt, c = log_tilt - log_z, c * torch.exp(-log_z)
         device = self.accelerator.device
         responses = responses.to(device)
         if cfg.masking == "sar":
@@ -188,10 +228,15 @@ class DTMTrainer(Trainer):
         else:
             state = uniform_masked_states(responses, self.mask_id, self.sample_generator)
         return MicroBatch(
-            prompts.ids.to(device), prompts.attention_mask.to(device), responses, rewards.to(device), state
+            prompts.ids.to(device),
+            prompts.attention_mask.to(device),
+            responses,
+            log_tilt.float().to(device),
+            None if c is None else c.float().to(device),
+            state,
         )
 
-    def _micro_step(self, batch: MicroBatch, h: float) -> tuple[torch.Tensor, float, int]:
+    def _micro_step(self, batch: MicroBatch) -> tuple[torch.Tensor, float, int]:
         """Loss of one micro-batch; returns (loss, c* estimate, tokens)."""
         cfg = self.cfg
         state = batch.state
@@ -199,37 +244,41 @@ class DTMTrainer(Trainer):
         select = torch.cat([torch.zeros_like(batch.prompt_ids, dtype=torch.bool), state.loss_mask], dim=1)
         attention = torch.cat([batch.prompt_mask, torch.ones_like(batch.responses)], dim=1)
         targets = batch.responses[state.loss_mask]
-        log_tilt = (h * batch.rewards)[:, None].expand_as(state.loss_mask)[state.loss_mask]
+        per_position = batch.log_tilt[:, None].expand_as(state.loss_mask)
+        log_tilt = per_position[state.loss_mask]
+        c: float | torch.Tensor = self.control.value
+        if batch.c is not None:
+            c = batch.c[:, None].expand_as(state.loss_mask)[state.loss_mask]
         weights = position_weights(state.loss_mask)
 
-        needs_teacher = cfg.adaptive_c or self.control.value != 0
+        needs_teacher = cfg.adaptive_c or isinstance(c, torch.Tensor) or c != 0
         with self.accelerator.autocast():
             teacher_logits = self.teacher(x, attention_mask=attention, select=select) if needs_teacher else None
             student_logits = self.student(x, attention_mask=attention, select=select)
         estimate = float("nan")
         if cfg.adaptive_c:
             estimate = optimal_control_variate(student_logits, teacher_logits, targets, log_tilt, weights).item()
-        loss = cdtm_loss(
-            student_logits, teacher_logits, targets, log_tilt, weights, self.control.value, tilt_shift(log_tilt)
-        )
+        loss = cdtm_loss(student_logits, teacher_logits, targets, log_tilt, weights, c, tilt_shift(log_tilt))
         return loss, estimate, int(x.numel())
 
     def _optimizer_step(self, h: float) -> dict[str, float]:
         cfg = self.cfg
-        total_loss, estimates, tokens = 0.0, [], 0
+        total_loss, estimates, tokens, c_values = 0.0, [], 0, []
         # accelerate's accumulate() skips the gradient all-reduce on all but the last micro-batch, and its backward()
         # divides the loss by grad_accum (under DeepSpeed, the engine does both).
-        for i in range(cfg.grad_accum):
+        for _ in range(cfg.grad_accum):
             with self.accelerator.accumulate(self.student):
-                loss, estimate, n = self._micro_step(self._micro_batch(i), h)
+                batch = self._micro_batch(h)
+                loss, estimate, n = self._micro_step(batch)
                 self.accelerator.backward(loss)
             total_loss += loss.item() / cfg.grad_accum
             estimates.append(estimate)
             tokens += n
+            c_values.append(self.control.value if batch.c is None else batch.c.mean().item())
         grad_norm, finite = self._apply_gradients(total_loss)
         if finite and self.ema_state is not None:
             self._update_ema()
-        c_used = self.control.value
+        c_used = sum(c_values) / len(c_values)
         estimate = sum(estimates) / len(estimates)
         if cfg.adaptive_c:
             estimate = self.accelerator.reduce(torch.tensor(estimate, device=self.accelerator.device), "mean").item()
@@ -260,8 +309,13 @@ class DTMTrainer(Trainer):
 
     # ---------------------------------------------------------------- loop
 
-    def train(self) -> DiffusionLM:
-        """Run until a = a_end; return the trained student."""
+    def train(self, callback: StepCallback | None = None) -> DiffusionLM:
+        """Run until a = a_end; return the trained student.
+
+        ``callback(event, trainer, record)``, for studies that watch a run: ``"phase_start"`` once the phase's buffer
+        is built (the teacher is the phase's pi_a; ``record`` holds step, phase, a and h), and ``"step"`` after every
+        optimizer step with its metrics record (after a phase's last step the teacher already holds the student).
+        """
         cfg = self.cfg
         if self.state.step == 0 and cfg.eval_prompts:
             self._log_eval("base")
@@ -278,6 +332,8 @@ class DTMTrainer(Trainer):
             a, h = cfg.phase_tilt(phase)
             if in_phase == 0:
                 self.buffer.rebuild(self._rollout)
+                if callback is not None:
+                    callback("phase_start", self, {"step": step, "phase": phase, "a": a, "h": h})
             elif cfg.refresh_every and cfg.refresh_prompts and in_phase % cfg.refresh_every == 0:
                 self.buffer.refresh(cfg.refresh_prompts, self._rollout)
             lr = lr_at(in_phase, cfg.steps_per_h, cfg.lr, cfg.lr_min, cfg.warmup, cfg.decay)
@@ -293,6 +349,8 @@ class DTMTrainer(Trainer):
             record.update(self.buffer.stats(), tokens_per_s=tokens_per_s)
             record.update(reward_errors=self.state.reward_errors, rollouts=self.state.rollouts)
             self._log(self._reduce(record))
+            if callback is not None:
+                callback("step", self, record)
             self._periodic_eval(cfg.total_steps)
             bar.update(1)
             bar.set_postfix(
