@@ -103,7 +103,7 @@ def cmd_study(args: argparse.Namespace) -> None:
 
         cfg = load_config(compare.CompareConfig, args.config, args.overrides)
         summary = compare.run_compare(cfg, overwrite=args.overwrite, progress=not args.no_progress)
-        print(compare.markdown_table(summary))
+        print(compare.markdown_tables(summary))
     elif args.name == "fit":
         from dtm.studies import fit
 

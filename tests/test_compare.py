@@ -13,7 +13,15 @@ import torch
 from dtm.config import ConfigError, load_config
 from dtm.models import TinyModelConfig, build_tiny_model, load_model, save_model
 from dtm.sampling import SamplingConfig
-from dtm.studies.compare import CompareConfig, diversity, run_compare, run_configs, summarize
+from dtm.studies.compare import (
+    CompareConfig,
+    base_models,
+    compute_configs,
+    diversity,
+    run_compare,
+    run_configs,
+    summarize,
+)
 from dtm.tasks.increment import IncrementTask
 from dtm.training.common import evaluate
 
@@ -63,7 +71,7 @@ def tiny_compare(tmp_path, model_dir, **overrides) -> CompareConfig:
 
 def test_every_run_gets_the_same_rollout_budget(tmp_path, base_model):
     cfg = tiny_compare(tmp_path, base_model)
-    configs = run_configs(cfg, base_model, tmp_path)
+    configs = run_configs(cfg, base_models(cfg, tmp_path), tmp_path)
     assert set(configs) == {(m, s) for m in cfg.methods for s in cfg.seeds}
     assert {run.planned_rollouts for run in configs.values()} == {48}
     assert [configs[m, 0].steps for m in ("diffu_grpo", "wd1", "spg")] == [6, 6, 6]
@@ -73,8 +81,8 @@ def test_every_run_gets_the_same_rollout_budget(tmp_path, base_model):
 
 
 def test_explicit_budget_without_dtm(tmp_path, base_model):
-    cfg = tiny_compare(tmp_path, base_model, methods=["wd1", "spg"], rollouts=64)
-    configs = run_configs(cfg, base_model, tmp_path)
+    cfg = tiny_compare(tmp_path, base_model, methods=["wd1", "spg"], rollouts=64, budgets=["rollouts"])
+    configs = run_configs(cfg, base_models(cfg, tmp_path), tmp_path)
     assert configs["wd1", 0].steps == configs["spg", 0].steps == 8
 
 
@@ -84,7 +92,10 @@ def test_explicit_budget_without_dtm(tmp_path, base_model):
         ({"methods": ["dtm", "ppo"]}, "methods: unknown method 'ppo'"),
         ({"methods": ["wd1", "wd1"]}, "methods: has duplicates"),
         ({"seeds": []}, "seeds: must list at least one seed"),
-        ({"methods": ["wd1"], "rollouts": 0}, "rollouts: must be set when dtm is not among the methods"),
+        (
+            {"methods": ["wd1"], "rollouts": 0, "budgets": ["rollouts"]},
+            "rollouts: must be set when dtm is not among the methods",
+        ),
         ({"shared": {"seed": 3}}, "shared.seed: is set by the comparison"),
         ({"method_options": {"wd1": {"output_dir": "x"}}}, "method_options.wd1.output_dir: is set by the comparison"),
         ({"method_options": {"grpo": {}}}, "method_options: unknown method 'grpo'"),
@@ -92,6 +103,9 @@ def test_explicit_budget_without_dtm(tmp_path, base_model):
         ({"method_options": {"spg": {"steps": 9}}}, r"method_options.spg.steps: is derived from the rollout budget"),
         ({"base_model": "", "pretrain": {}}, "base_model: give a model folder, or `pretrain` settings"),
         ({"eval_samples": 1}, "eval_samples: must be > 1"),
+        ({"budgets": ["time"]}, "budgets: unknown budget 'time'"),
+        ({"budgets": ["compute"]}, "budgets: must include rollouts"),
+        ({"methods": ["wd1"], "rollouts": 16}, "budgets: compute is DTM's compute"),
     ],
 )
 def test_bad_comparison_settings_give_one_clear_error(tmp_path, base_model, overrides, message):
@@ -101,13 +115,13 @@ def test_bad_comparison_settings_give_one_clear_error(tmp_path, base_model, over
 
 def test_budget_mismatches_name_the_numbers(tmp_path, base_model):
     with pytest.raises(ConfigError, match="rollouts: is 50 but DTM's config plans 48 rollouts"):
-        run_configs(tiny_compare(tmp_path, base_model, rollouts=50), base_model, tmp_path)
-    cfg = tiny_compare(tmp_path, base_model, methods=["wd1"], rollouts=20)
+        run_configs(tiny_compare(tmp_path, base_model, rollouts=50), {0: base_model, 1: base_model}, tmp_path)
+    cfg = tiny_compare(tmp_path, base_model, methods=["wd1"], rollouts=20, budgets=["rollouts"])
     with pytest.raises(ConfigError, match=r"rollouts: wd1 draws 8 rollouts per step .* must divide the budget of 20"):
-        run_configs(cfg, base_model, tmp_path)
+        run_configs(cfg, base_models(cfg, tmp_path), tmp_path)
     cfg = tiny_compare(tmp_path, base_model, method_options={"wd1": {"lr_typo": 1.0}})
     with pytest.raises(ConfigError, match=r"training config of wd1 \(shared \+ method_options.wd1\): .*lr_typo"):
-        run_configs(cfg, base_model, tmp_path)
+        run_configs(cfg, base_models(cfg, tmp_path), tmp_path)
 
 
 def test_diversity_counts_distinct_and_distinct_correct_per_prompt():
@@ -118,52 +132,80 @@ def test_diversity_counts_distinct_and_distinct_correct_per_prompt():
     assert result["distinct_correct"] == pytest.approx((2 + 1) / 2)
 
 
-def test_summary_is_mean_and_sample_std_over_seeds():
+def test_summary_is_mean_and_sample_std_over_seeds_per_budget():
     rows = [
-        {"method": "base", "greedy_reward": 0.5},
-        {"method": "dtm", "greedy_reward": 0.6},
-        {"method": "dtm", "greedy_reward": 0.8},
-        {"method": "dtm", "greedy_reward": 0.7},
+        {"budget": "base", "method": "base", "greedy_reward": 0.5},
+        {"budget": "rollouts", "method": "dtm", "greedy_reward": 0.6},
+        {"budget": "rollouts", "method": "dtm", "greedy_reward": 0.8},
+        {"budget": "rollouts", "method": "dtm", "greedy_reward": 0.7},
+        {"budget": "compute", "method": "dtm", "greedy_reward": 0.1},
     ]
     keys = ("greedy_accuracy", "sampled_reward", "sampled_accuracy", "distinct", "distinct_correct", "wall_time")
     for row in rows:
-        row.update(dict.fromkeys(keys, 1.0), rollouts=10)
+        row.update(dict.fromkeys(keys, 1.0), rollouts=10, compute_tokens=5)
     summary = summarize(rows)
-    assert summary["base"]["seeds"] == 1 and summary["base"]["greedy_reward_std"] == 0.0
-    assert summary["dtm"]["greedy_reward"] == pytest.approx(0.7)
-    assert summary["dtm"]["greedy_reward_std"] == pytest.approx(statistics.stdev([0.6, 0.8, 0.7]))
+    assert summary["base"]["base"]["seeds"] == 1 and summary["base"]["base"]["greedy_reward_std"] == 0.0
+    assert summary["rollouts"]["dtm"]["greedy_reward"] == pytest.approx(0.7)
+    assert summary["rollouts"]["dtm"]["greedy_reward_std"] == pytest.approx(statistics.stdev([0.6, 0.8, 0.7]))
+    assert summary["compute"]["dtm"]["greedy_reward"] == 0.1
 
 
-def test_comparison_smoke_run_writes_table_figure_and_equal_rollouts(tmp_path, base_model):
+def test_comparison_smoke_run_writes_table_figure_and_both_budgets(tmp_path, base_model):
     cfg = tiny_compare(tmp_path, base_model)
     summary = run_compare(cfg, progress=False)
     out = tmp_path / "compare"
-    assert list(summary) == ["base", "dtm", "diffu_grpo", "wd1", "spg"]
+    assert list(summary) == ["base", "rollouts", "compute"]
+    assert list(summary["rollouts"]) == list(summary["compute"]) == ["dtm", "diffu_grpo", "wd1", "spg"]
     results = json.loads((out / "results.json").read_text())
-    runs = [r for r in results["runs"] if r["method"] != "base"]
+    runs = [r for r in results["runs"] if r["budget"] == "rollouts"]
     assert len(runs) == 8 and {r["rollouts"] for r in runs} == {48}
     assert all(r["wall_time"] > 0 and 0 <= r["greedy_reward"] <= 1 and 0 < r["distinct"] <= 1 for r in runs)
+    assert all(r["compute_tokens"] == r["forward_tokens"] + 2 * r["backward_tokens"] > 0 for r in runs)
+    dtm = {r["seed"]: r["compute_tokens"] for r in runs if r["method"] == "dtm"}
+    for r in results["runs"]:
+        if r["budget"] == "compute" and r["method"] != "dtm":
+            per_step = next(x for x in runs if (x["method"], x["seed"]) == (r["method"], r["seed"]))
+            per_step = per_step["compute_tokens"] / per_step["steps"]
+            assert abs(r["compute_tokens"] - dtm[r["seed"]]) <= per_step / 2 + 1  # the nearest whole step
+            assert r["steps"] == round(dtm[r["seed"]] / per_step)
     for method in cfg.methods:
-        assert summary[method]["seeds"] == 2
-        curves = results["curves"][method]
+        assert summary["rollouts"][method]["seeds"] == 2
+        curves = results["curves"]["rollouts"][method]
         assert len(curves) == 2 and all(c[0][0] == 0 and c[-1][0] == 48 for c in curves)  # rollouts 0 .. budget
+    assert summary["base"]["base"]["seeds"] == 2
     with open(out / "runs.csv") as f:
-        assert len(list(csv.DictReader(f))) == 9
+        assert len(list(csv.DictReader(f))) == 2 + 8 + 8
     report = (out / "report.md").read_text()
-    assert "| dtm | 2 |" in report and "± " in report
+    assert "| dtm | 2 |" in report and "± " in report and "Equal compute" in report
     assert (out / "reward_vs_rollouts.png").stat().st_size > 10_000
     with pytest.raises(FileExistsError):
         run_compare(cfg, progress=False)
 
 
-def test_comparison_pretrains_the_shared_base_model(tmp_path):
+def test_compute_budget_derives_steps_from_each_equal_rollout_run(tmp_path, base_model):
+    cfg = tiny_compare(tmp_path, base_model, methods=["dtm", "wd1"], seeds=[0])
+    configs = run_configs(cfg, base_models(cfg, tmp_path), tmp_path)
+    rows = [
+        {"budget": "rollouts", "method": "dtm", "seed": 0, "compute_tokens": 10_000},
+        {"budget": "rollouts", "method": "wd1", "seed": 0, "compute_tokens": 6 * 700},
+    ]
+    derived = compute_configs(cfg, configs, rows, tmp_path)
+    assert list(derived) == [("wd1", 0)]
+    assert derived["wd1", 0].steps == 14 and "runs-compute" in derived["wd1", 0].output_dir  # 10000 / 700 = 14.3
+
+
+def test_comparison_pretrains_a_base_model_per_seed(tmp_path):
     pretrain = {"model": {"hidden_size": 32, "num_layers": 1, "num_heads": 2, "intermediate_size": 64}, "steps": 3}
-    cfg = tiny_compare(tmp_path, "", pretrain=pretrain, methods=["wd1"], seeds=[0], rollouts=16)
+    cfg = tiny_compare(
+        tmp_path, "", pretrain=pretrain, methods=["wd1"], seeds=[0, 1], rollouts=16, budgets=["rollouts"]
+    )
     run_compare(cfg, progress=False)
     out = tmp_path / "compare"
-    assert (out / "base" / "model" / "config.json").exists()
-    run = json.loads((out / "results.json").read_text())["runs"][1]
-    assert run["method"] == "wd1" and run["rollouts"] == 16
+    weights = [(out / "bases" / f"seed{s}" / "model" / "model.safetensors").read_bytes() for s in (0, 1)]
+    assert weights[0] != weights[1]  # each seed pretrains its own base
+    runs = json.loads((out / "results.json").read_text())["runs"]
+    assert [(r["method"], r["seed"]) for r in runs] == [("base", 0), ("base", 1), ("wd1", 0), ("wd1", 1)]
+    assert runs[2]["rollouts"] == 16
     with pytest.raises(ConfigError, match=r"pretrain\.steps"):
         run_compare(tiny_compare(tmp_path, "", pretrain={"steps": 0}), overwrite=True, progress=False)
 

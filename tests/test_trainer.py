@@ -370,3 +370,18 @@ def test_per_prompt_control_variates_come_from_the_other_completions(tmp_path, b
 def test_per_prompt_settings_that_cannot_work_are_rejected(overrides, message):
     with pytest.raises(ConfigError, match=message):
         load_config(DTMConfig, None, overrides)
+
+
+@pytest.mark.parametrize("teacher", ["copy", "lora"])
+def test_compute_counters_match_the_run_plan(tmp_path, teacher):
+    """Forward tokens = rollouts x length x decoding rounds + (teacher + student) x states x length per optimizer
+    step; backward tokens = the student's; evaluations are not counted."""
+    cfg = small_config(tmp_path, teacher=teacher, lora=LoraSection(r=4, alpha=8), eval_prompts=8, eval_every=2)
+    trainer = DTMTrainer(cfg, model=tiny_model(), progress=False)
+    trainer.train()
+    length = trainer.buffer.pool.ids.shape[1] + cfg.sampling.gen_length
+    states = cfg.total_steps * cfg.micro_batch * cfg.grad_accum
+    rollout_tokens = trainer.state.rollouts * length * cfg.sampling.steps
+    assert trainer.state.backward_tokens == states * length
+    assert trainer.state.forward_tokens == rollout_tokens + 2 * states * length
+    assert trainer.state.compute_tokens == trainer.state.forward_tokens + 2 * trainer.state.backward_tokens

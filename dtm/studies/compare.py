@@ -1,9 +1,16 @@
 """DTM against the RL baselines on one task, side by side (``dtm study compare``).
 
-Every method starts from the same base model (given, or pretrained here once), draws its rollouts with the same
-sampler settings and spends the same rollout budget (reward evaluations): DTM's config fixes its budget (a full buffer
-per phase plus refreshes) and each baseline's ``steps`` is derived from it. Each method runs once per seed. Every
-trained model, and the base, is then measured on the same held-out prompts: greedy reward and accuracy, and from
+Every method starts, per seed, from the same base model (given, or pretrained here with that seed), draws its
+rollouts with the same sampler settings, and is compared at two budgets:
+
+- ``rollouts``: the same number of reward evaluations. DTM's config fixes its budget (a full buffer per phase plus
+  refreshes) and each baseline's ``steps`` is derived from it;
+- ``compute``: the same training compute, counted machine-independently as forward-token equivalents (tokens through
+  every forward pass, rollouts included, plus twice the tokens of every backward pass). DTM reuses each rollout many
+  times, which on-policy RL cannot; at this budget each baseline gets the steps (fresh rollouts and updates) that
+  spend DTM's compute, calibrated on its own equal-rollout run of the same seed.
+
+Every trained model, and the base, is measured on the same held-out prompts: greedy reward and accuracy, and from
 ``eval_samples`` samples per prompt at the rollout temperature, the sampled reward and the diversity (distinct
 responses and distinct correct responses per prompt). Held-out greedy reward is also logged ``curve_points`` times
 during each run, for the reward-vs-rollouts figure. Wall time is the training time, evaluations excluded.
@@ -34,6 +41,7 @@ from dtm.training.pretrain import PretrainConfig, pretrain
 
 # Keys the comparison sets itself in every run's training config.
 MANAGED_KEYS = ("method", "task", "task_options", "base_model", "seed", "output_dir", "eval_prompts", "eval_every")
+BUDGETS = ("rollouts", "compute")
 
 
 @dataclass
@@ -43,7 +51,8 @@ class CompareConfig:
     output_dir: str = "runs/compare"
     task: str = "maze"
     task_options: dict[str, Any] = field(default_factory=dict)
-    # The shared base model: a model folder, or "" to pretrain one with the `pretrain` keys (a PretrainConfig).
+    # The base model of each seed: a model folder ("{seed}" in it is replaced by the seed), or "" to pretrain one
+    # per seed with the `pretrain` keys (a PretrainConfig) and that seed.
     base_model: str = ""
     pretrain: dict[str, Any] = field(default_factory=dict)
     methods: list[str] = field(default_factory=lambda: list(METHODS))
@@ -54,6 +63,9 @@ class CompareConfig:
     method_options: dict[str, dict[str, Any]] = field(default_factory=dict)
     # Rollout budget of every run; 0 = what DTM's config plans (then "dtm" must be among the methods).
     rollouts: int = 0
+    # Budgets compared: "rollouts" (equal reward evaluations), and "compute" (equal forward-token equivalents:
+    # each baseline's steps spend DTM's compute of the same seed; needs "rollouts" and dtm).
+    budgets: list[str] = field(default_factory=lambda: ["rollouts", "compute"])
     # Held-out greedy evaluations during each run (reward-vs-rollouts figure), on curve_prompts prompts.
     curve_points: int = 6
     curve_prompts: int = 64
@@ -91,14 +103,29 @@ class CompareConfig:
             "rollouts",
             "must be set when dtm is not among the methods (0 means: use DTM's planned rollouts)",
         )
+        for budget in self.budgets:
+            check(budget in BUDGETS, "budgets", f"unknown budget {budget!r}; available: {', '.join(BUDGETS)}")
+        check("rollouts" in self.budgets, "budgets", "must include rollouts (the compute budget is calibrated on it)")
+        check(
+            "compute" not in self.budgets or "dtm" in self.methods,
+            "budgets",
+            "compute is DTM's compute; it needs dtm among the methods",
+        )
         check(self.curve_points > 0, "curve_points", f"must be positive, got {self.curve_points}")
         check(self.curve_prompts > 0, "curve_prompts", f"must be positive, got {self.curve_prompts}")
         check(self.eval_prompts > 0, "eval_prompts", f"must be positive, got {self.eval_prompts}")
         check(self.eval_samples > 1, "eval_samples", f"must be > 1 (diversity needs several), got {self.eval_samples}")
 
 
-def run_configs(cfg: CompareConfig, base_model: str | Path, out: Path) -> dict[tuple[str, int], RunConfig]:
-    """The training config of every (method, seed) run, each spending the same rollout budget."""
+def base_models(cfg: CompareConfig, out: Path) -> dict[int, Path]:
+    """The base model folder of every seed (given, or where the comparison pretrains it)."""
+    if cfg.base_model:
+        return {seed: Path(cfg.base_model.replace("{seed}", str(seed))) for seed in cfg.seeds}
+    return {seed: out / "bases" / f"seed{seed}" / "model" for seed in cfg.seeds}
+
+
+def run_configs(cfg: CompareConfig, bases: dict[int, Path], out: Path) -> dict[tuple[str, int], RunConfig]:
+    """The training config of every (method, seed) run at the rollout budget, each spending the same rollouts."""
 
     def load(method: str, seed: int, **extra: Any) -> RunConfig:
         values = {**cfg.shared, **cfg.method_options.get(method, {}), **extra}
@@ -106,7 +133,7 @@ def run_configs(cfg: CompareConfig, base_model: str | Path, out: Path) -> dict[t
             method=method,
             task=cfg.task,
             task_options=cfg.task_options,
-            base_model=str(base_model),
+            base_model=str(bases[seed]),
             seed=seed,
             output_dir=str(out / "runs" / method / f"seed{seed}"),
             eval_prompts=cfg.curve_prompts,
@@ -133,6 +160,25 @@ def run_configs(cfg: CompareConfig, base_model: str | Path, out: Path) -> dict[t
             total = run.total_steps if method == "dtm" else run.steps
             configs[method, seed] = replace(run, eval_every=max(total // cfg.curve_points, 1))
     return configs
+
+
+def compute_configs(
+    cfg: CompareConfig, configs: dict[tuple[str, int], RunConfig], rows: list[dict[str, Any]], out: Path
+) -> dict[tuple[str, int], RunConfig]:
+    """The baselines' configs at DTM's compute: per seed, ``steps`` = DTM's compute tokens / the baseline's compute
+    per step in its equal-rollout run (constant per step for fixed-length prompts), rounded."""
+    done = {(row["method"], row["seed"]): row for row in rows if row["budget"] == "rollouts"}
+    out_configs = {}
+    for (method, seed), run in configs.items():
+        if method == "dtm":
+            continue
+        per_step = done[method, seed]["compute_tokens"] / run.steps
+        steps = max(1, round(done["dtm", seed]["compute_tokens"] / per_step))
+        output_dir = str(out / "runs-compute" / method / f"seed{seed}")
+        out_configs[method, seed] = replace(
+            run, steps=steps, output_dir=output_dir, eval_every=max(steps // cfg.curve_points, 1)
+        )
+    return out_configs
 
 
 def _with_budget(run: RunConfig, budget: int) -> RunConfig:
@@ -186,49 +232,93 @@ def eval_curve(metrics_file: Path) -> list[tuple[int, float]]:
 
 
 def run_compare(cfg: CompareConfig, *, overwrite: bool = False, progress: bool = True) -> dict[str, Any]:
-    """Run every method for every seed; write ``results.json``, ``runs.csv``, ``summary.csv``, ``report.md`` and
-    ``reward_vs_rollouts.png`` to ``cfg.output_dir``; return the summary (mean and std per method)."""
+    """Run every method for every seed at every budget; write ``results.json``, ``runs.csv``, ``summary.csv``,
+    ``report.md`` and ``reward_vs_rollouts.png`` to ``cfg.output_dir``; return the summary (per budget and method,
+    mean and std over seeds)."""
+    out = Path(cfg.output_dir)
+    bases = base_models(cfg, out)
+    configs = run_configs(cfg, bases, out)  # every method's settings are checked before anything is trained
+    pretraining = (
+        {seed: _pretrain_config(cfg, seed, bases[seed].parent) for seed in cfg.seeds} if not cfg.base_model else {}
+    )
+    for seed, path in bases.items():
+        check(seed in pretraining or (path / "config.json").is_file(), "base_model", f"no model checkpoint at {path}")
     out = prepare_run_dir(cfg.output_dir, overwrite=overwrite)
     save_config(cfg, out / "compare.yaml")
-    base_path = Path(cfg.base_model) if cfg.base_model else _pretrain_base(cfg, out, progress)
-    configs = run_configs(cfg, base_path, out)
+    for pre in pretraining.values():
+        pretrain(pre, progress=progress)
     first = next(iter(configs.values()))
-    base_model, task = load_model_and_task(first)
+    task = load_model_and_task(first)[1]
     prompts = task.prompts(cfg.eval_prompts, split="test", seed=0)
-    rows: list[dict[str, Any]] = [
-        {"method": "base", "seed": None, "rollouts": 0, "wall_time": 0.0}
-        | evaluate_model(base_model, task, prompts, first, cfg.eval_samples, seed=0)
-    ]
-    curves: dict[str, list[list[tuple[int, float]]]] = {}
-    for (method, seed), run in configs.items():
-        trainer = make_trainer(run, model=load_model_and_task(run, task=task)[0], task=task, progress=progress)
-        start = time.perf_counter()
-        model = trainer.train()
-        wall = time.perf_counter() - start - trainer.state.eval_seconds
-        metrics = evaluate_model(model, task, prompts, run, cfg.eval_samples, seed=0)
-        rows.append({"method": method, "seed": seed, "rollouts": trainer.state.rollouts, "wall_time": wall} | metrics)
-        if progress:
-            tqdm.write(
-                f"{method} seed {seed}: greedy reward {metrics['greedy_reward']:.3f}, sampled reward "
-                f"{metrics['sampled_reward']:.3f}, {trainer.state.rollouts} rollouts, {wall:.0f} s"
-            )
-        curves.setdefault(method, []).append(eval_curve(Path(run.output_dir) / "metrics.jsonl"))
+    rows: list[dict[str, Any]] = []
+    for seed in cfg.seeds:
+        base = load_model_and_task(configs[first.method, seed], task=task)[0]
+        rows.append(
+            {"budget": "base", "method": "base", "seed": seed, "rollouts": 0, "steps": 0, "wall_time": 0.0}
+            | _compute(None)
+            | evaluate_model(base, task, prompts, first, cfg.eval_samples, seed=0)
+        )
+    curves: dict[str, dict[str, list[list[tuple[int, float]]]]] = {}
+
+    def run_all(budget: str, budget_configs: dict[tuple[str, int], RunConfig]) -> None:
+        for (method, _), run in budget_configs.items():
+            row, curve = _train_and_evaluate(run, task, prompts, cfg, budget, progress)
+            rows.append(row)
+            curves.setdefault(budget, {}).setdefault(method, []).append(curve)
+
+    run_all("rollouts", configs)
+    if "compute" in cfg.budgets:
+        # DTM's own runs are the compute budget's reference point; the baselines are rerun to spend it.
+        rows.extend(
+            [row | {"budget": "compute"} for row in rows if row["budget"] == "rollouts" and row["method"] == "dtm"]
+        )
+        curves["compute"] = {"dtm": curves["rollouts"]["dtm"]}
+        run_all("compute", compute_configs(cfg, configs, rows, out))
     summary = summarize(rows)
     write_outputs(out, cfg, first, rows, summary, curves)
     return summary
 
 
-def _pretrain_base(cfg: CompareConfig, out: Path, progress: bool) -> Path:
-    """Pretrain the shared base model into ``out/base`` (task and seed from the comparison unless ``pretrain`` sets
-    them)."""
-    values = {"task": cfg.task, "task_options": cfg.task_options, "seed": cfg.seeds[0]} | cfg.pretrain
-    values["output_dir"] = str(out / "base")
+def _train_and_evaluate(
+    run: RunConfig, task: TokenTask, prompts: PromptBatch, cfg: CompareConfig, budget: str, progress: bool
+) -> tuple[dict[str, Any], list[tuple[int, float]]]:
+    """One run: train, evaluate on the held-out prompts; its table row and its held-out reward curve."""
+    trainer = make_trainer(run, model=load_model_and_task(run, task=task)[0], task=task, progress=progress)
+    start = time.perf_counter()
+    model = trainer.train()
+    wall = time.perf_counter() - start - trainer.state.eval_seconds
+    metrics = evaluate_model(model, task, prompts, run, cfg.eval_samples, seed=0)
+    steps = run.total_steps if run.method == "dtm" else run.steps
+    row = {"budget": budget, "method": run.method, "seed": run.seed, "rollouts": trainer.state.rollouts}
+    row |= {"steps": steps, "wall_time": wall} | _compute(trainer.state) | metrics
+    if progress:
+        tqdm.write(
+            f"{budget} budget, {run.method} seed {run.seed}: greedy reward {metrics['greedy_reward']:.3f}, sampled "
+            f"reward {metrics['sampled_reward']:.3f}, {trainer.state.rollouts} rollouts, "
+            f"{row['compute_tokens'] / 1e6:.1f}M compute tokens, {wall:.0f} s"
+        )
+    return row, eval_curve(Path(run.output_dir) / "metrics.jsonl")
+
+
+def _compute(state: Any) -> dict[str, int]:
+    """A run's compute counters (all 0 for the base model)."""
+    if state is None:
+        return {"forward_tokens": 0, "backward_tokens": 0, "compute_tokens": 0}
+    return {
+        "forward_tokens": state.forward_tokens,
+        "backward_tokens": state.backward_tokens,
+        "compute_tokens": state.compute_tokens,
+    }
+
+
+def _pretrain_config(cfg: CompareConfig, seed: int, output_dir: Path) -> PretrainConfig:
+    """A seed's base-model pretraining (task from the comparison unless ``pretrain`` sets it)."""
+    values = {"task": cfg.task, "task_options": cfg.task_options} | cfg.pretrain
+    values.update(seed=seed, output_dir=str(output_dir))
     try:
-        pre = load_config(PretrainConfig, values)
+        return load_config(PretrainConfig, values)
     except ConfigError as e:
         raise ConfigError(f"pretrain.{e}") from None
-    pretrain(pre, progress=progress)
-    return out / "base" / "model"
 
 
 METRICS = (
@@ -238,38 +328,50 @@ METRICS = (
     ("sampled_accuracy", "sampled accuracy"),
     ("distinct", "distinct / samples"),
     ("distinct_correct", "distinct correct"),
-    ("wall_time", "wall time (s)"),
     ("rollouts", "rollouts"),
+    ("compute_tokens", "compute (M tokens)"),
+    ("wall_time", "wall time (s)"),
 )
 
 
-def summarize(rows: list[dict[str, Any]]) -> dict[str, dict[str, Any]]:
-    """Per method: the mean and standard deviation over seeds of every metric, and the number of seeds."""
-    summary: dict[str, dict[str, Any]] = {}
-    for method in dict.fromkeys(row["method"] for row in rows):
-        runs = [row for row in rows if row["method"] == method]
+def summarize(rows: list[dict[str, Any]]) -> dict[str, dict[str, dict[str, Any]]]:
+    """Per budget ("base" for the base models) and method: the mean and standard deviation over seeds of every
+    metric, and the number of seeds."""
+    summary: dict[str, dict[str, dict[str, Any]]] = {}
+    for budget, method in dict.fromkeys((row["budget"], row["method"]) for row in rows):
+        runs = [row for row in rows if row["method"] == method and row["budget"] == budget]
         entry: dict[str, Any] = {"seeds": len(runs)}
         for key, _ in METRICS:
             values = [float(row[key]) for row in runs]
             entry[key] = statistics.fmean(values)
             entry[f"{key}_std"] = statistics.stdev(values) if len(values) > 1 else 0.0
-        summary[method] = entry
+        summary.setdefault(budget, {})[method] = entry
     return summary
 
 
-def markdown_table(summary: dict[str, dict[str, Any]]) -> str:
-    """Mean ± std over seeds, one row per method."""
+def markdown_table(summary: dict[str, dict[str, dict[str, Any]]], budget: str) -> str:
+    """Mean ± std over seeds at one budget, the base models first."""
     lines = [
         "| method | seeds | " + " | ".join(title for _, title in METRICS) + " |",
         "|---|---" + "|---" * len(METRICS) + "|",
     ]
-    for method, entry in summary.items():
+    for method, entry in (summary.get("base", {}) | summary[budget]).items():
         cells = [_mean_std(entry[key], entry[f"{key}_std"], key) for key, _ in METRICS]
         lines.append(f"| {method} | {entry['seeds']} | " + " | ".join(cells) + " |")
     return "\n".join(lines)
 
 
+def markdown_tables(summary: dict[str, dict[str, dict[str, Any]]]) -> str:
+    titles = {"rollouts": "Equal rollouts", "compute": "Equal compute (DTM's forward-token equivalents)"}
+    parts = []
+    for budget in (b for b in BUDGETS if b in summary):
+        parts += [f"**{titles[budget]}**", "", markdown_table(summary, budget), ""]
+    return "\n".join(parts).rstrip()
+
+
 def _mean_std(mean: float, std: float, key: str) -> str:
+    if key == "compute_tokens":
+        return f"{mean / 1e6:.1f} ± {std / 1e6:.1f}"
     if key in ("wall_time", "rollouts"):
         return f"{mean:.0f} ± {std:.0f}"
     return f"{mean:.3f} ± {std:.3f}"
@@ -280,25 +382,29 @@ def write_outputs(
     cfg: CompareConfig,
     run: RunConfig,
     rows: list[dict[str, Any]],
-    summary: dict[str, dict[str, Any]],
-    curves: dict[str, list[list[tuple[int, float]]]],
+    summary: dict[str, dict[str, dict[str, Any]]],
+    curves: dict[str, dict[str, list[list[tuple[int, float]]]]],
 ) -> None:
     (out / "results.json").write_text(json.dumps({"runs": rows, "summary": summary, "curves": curves}, indent=2))
-    for name, table in (("runs.csv", rows), ("summary.csv", [{"method": m} | e for m, e in summary.items()])):
+    flat = [{"budget": b, "method": m} | e for b, methods in summary.items() for m, e in methods.items()]
+    for name, table in (("runs.csv", rows), ("summary.csv", flat)):
         with open(out / name, "w", newline="") as f:
             writer = csv.DictWriter(f, fieldnames=list(table[-1]))
             writer.writeheader()
             writer.writerows(table)
-    plot_reward_vs_rollouts(out / "reward_vs_rollouts.png", curves, summary["base"]["greedy_reward"], cfg.task)
-    budget = summary[next(m for m in summary if m != "base")]["rollouts"]
+    base_reward = summary["base"]["base"]["greedy_reward"]
+    plot_reward_vs_rollouts(out / "reward_vs_rollouts.png", curves, base_reward, cfg.task)
+    budget = summary["rollouts"][next(iter(summary["rollouts"]))]["rollouts"]
     report = [
         f"# {cfg.task}: DTM vs RL baselines",
         "",
-        f"Same base model, about {budget:.0f} rollouts per run, seeds {cfg.seeds}. Held-out: {cfg.eval_prompts} "
-        f"prompts, greedy and {cfg.eval_samples} samples each at temperature {run.sampling.temperature}; mean ± std "
-        "over seeds (the base row: one evaluation). Wall time: training only, on this machine.",
+        f"Base model of each seed {cfg.seeds}; equal rollouts: about {budget:.0f} per run; equal compute: every "
+        "baseline spends the forward-token equivalents (forward tokens + 2 x backward tokens, rollouts included) of "
+        f"DTM's run of the same seed. Held-out: {cfg.eval_prompts} prompts, greedy and {cfg.eval_samples} samples "
+        f"each at temperature {run.sampling.temperature}; mean ± std over seeds. Wall time: training only, on this "
+        "machine.",
         "",
-        markdown_table(summary),
+        markdown_tables(summary),
         "",
         "![held-out greedy reward vs rollouts](reward_vs_rollouts.png)",
         "",
@@ -307,21 +413,27 @@ def write_outputs(
 
 
 def plot_reward_vs_rollouts(
-    path: Path, curves: dict[str, list[list[tuple[int, float]]]], base_reward: float, task: str
+    path: Path, curves: dict[str, dict[str, list[list[tuple[int, float]]]]], base_reward: float, task: str
 ) -> None:
-    """Held-out greedy reward against rollouts spent: mean over seeds, shaded ± one std."""
-    fig, ax = new_axes((6.5, 4))
-    for method, runs in curves.items():
-        points = min(len(curve) for curve in runs)
-        x = [runs[0][i][0] for i in range(points)]
-        values = [[curve[i][1] for curve in runs] for i in range(points)]
-        mean = [statistics.fmean(v) for v in values]
-        std = [statistics.pstdev(v) for v in values]
-        ax.plot(x, mean, marker="o", markersize=3, label=method)
-        low = [m - s for m, s in zip(mean, std, strict=True)]
-        high = [m + s for m, s in zip(mean, std, strict=True)]
-        ax.fill_between(x, low, high, alpha=0.2)
-    ax.axhline(base_reward, color="gray", linewidth=0.8, linestyle="--", label="base")
-    ax.set(xlabel="rollouts (reward evaluations)", ylabel="held-out greedy reward", title=f"{task}: reward vs rollouts")
-    ax.legend(fontsize=8)
+    """Held-out greedy reward against rollouts spent, one panel per budget: mean over seeds, shaded ± one std."""
+    budgets = [b for b in BUDGETS if b in curves]
+    fig, axes = new_axes((6.5 * len(budgets), 4), ncols=len(budgets))
+    for ax, budget in zip([axes] if len(budgets) == 1 else axes, budgets, strict=True):
+        for method, runs in curves[budget].items():
+            points = min(len(curve) for curve in runs)
+            x = [statistics.fmean(curve[i][0] for curve in runs) for i in range(points)]
+            values = [[curve[i][1] for curve in runs] for i in range(points)]
+            mean = [statistics.fmean(v) for v in values]
+            std = [statistics.pstdev(v) for v in values]
+            ax.plot(x, mean, marker="o", markersize=3, label=method)
+            low = [m - s for m, s in zip(mean, std, strict=True)]
+            high = [m + s for m, s in zip(mean, std, strict=True)]
+            ax.fill_between(x, low, high, alpha=0.2)
+        ax.axhline(base_reward, color="gray", linewidth=0.8, linestyle="--", label="base")
+        ax.set(
+            xlabel="rollouts (reward evaluations)",
+            ylabel="held-out greedy reward",
+            title=f"{task}: equal {budget}",
+        )
+        ax.legend(fontsize=8)
     save_figure(fig, path)

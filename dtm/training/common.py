@@ -15,6 +15,8 @@ import json
 import math
 import re
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
@@ -121,6 +123,36 @@ class RunState:
     reward_errors: int = 0
     rollouts: int = 0
     eval_seconds: float = 0.0  # time spent in held-out evaluations (not training)
+    # Compute, machine-independent: tokens through the models' forward passes (rollouts, teacher or reference, trained
+    # model; evaluations excluded) and tokens of the forward passes that were differentiated (their backward pass).
+    forward_tokens: int = 0
+    backward_tokens: int = 0
+
+    @property
+    def compute_tokens(self) -> int:
+        """Forward-token equivalents of the run's compute: a backward pass costs about two forward passes."""
+        return self.forward_tokens + 2 * self.backward_tokens
+
+
+class TokenCounter:
+    """A forward pre-hook that adds each model call's tokens to ``state``'s compute counters; a call made with
+    gradients enabled is also counted as a backward pass. Deep copies of the hooked model (a copied teacher or
+    reference) share the counter, so their calls are counted too."""
+
+    def __init__(self) -> None:
+        self.state: RunState | None = None
+        self.enabled = True
+
+    def __call__(self, module: torch.nn.Module, args: tuple, kwargs: dict[str, Any]) -> None:
+        if not self.enabled or self.state is None:
+            return
+        tokens = (kwargs["input_ids"] if "input_ids" in kwargs else args[0]).numel()
+        self.state.forward_tokens += tokens
+        if torch.is_grad_enabled():
+            self.state.backward_tokens += tokens
+
+    def __deepcopy__(self, memo: dict[int, Any]) -> TokenCounter:
+        return self
 
 
 def load_model_and_task(
@@ -220,6 +252,8 @@ class Trainer:
         self.sample_generator = torch.Generator(device=device).manual_seed(cfg.seed * 1000 + rank)
         self.batch_generator = torch.Generator().manual_seed(cfg.seed * 1000 + rank + 1)
         self.log = MetricsLog(self.out / "metrics.jsonl", enabled=self.accelerator.is_main_process)
+        self.token_counter = TokenCounter()
+        self.raw_student.register_forward_pre_hook(self.token_counter, with_kwargs=True)
 
     def train(self) -> DiffusionLM:
         """Run the method to the end; return the trained model."""
@@ -277,6 +311,15 @@ class Trainer:
         final_model = sum(p.numel() * p.element_size() for p in model.parameters())
         return per_checkpoint * (self._checkpoints_kept() + 1) + final_model
 
+    @contextmanager
+    def uncounted(self) -> Iterator[None]:
+        """Model calls that are not the run's compute (evaluations, a study's measurements)."""
+        self.token_counter.enabled = False
+        try:
+            yield
+        finally:
+            self.token_counter.enabled = True
+
     def _prompt_pool(self, needed: int, key: str) -> PromptBatch:
         """This rank's shard of the training prompt pool: no prompt is shared between ranks. ``needed`` prompts per
         rank must fit (``key`` names the setting that needs them)."""
@@ -294,6 +337,7 @@ class Trainer:
 
     def _start(self) -> None:
         """Resume from the latest checkpoint (``resume=True``) or start a fresh run folder."""
+        self.token_counter.state = self.state
         latest = ckpt.latest_checkpoint(self.out) if self.resume else None
         if latest is not None:
             self.load_checkpoint(latest)
@@ -366,7 +410,8 @@ class Trainer:
 
     def _log_eval(self, tag: str) -> dict[str, float]:
         start = time.perf_counter()
-        result = evaluate(self.raw_student, self.task, self.cfg.eval_prompts, self.cfg.sampling, seed=self.cfg.seed)
+        with self.uncounted():
+            result = evaluate(self.raw_student, self.task, self.cfg.eval_prompts, self.cfg.sampling, seed=self.cfg.seed)
         self.state.eval_seconds += time.perf_counter() - start
         self._log({"step": self.state.step, "eval": tag, "rollouts": self.state.rollouts, **result})
         return result
@@ -448,6 +493,7 @@ class Trainer:
         self.sample_generator.set_state(state["sample_generator"])
         self.batch_generator.set_state(state["batch_generator"])
         self.state = type(self.state)(**state["train_state"])
+        self.token_counter.state = self.state
         self._after_load()
         self.log.truncate_after(self.state.step)
 

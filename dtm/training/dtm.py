@@ -333,7 +333,8 @@ class DTMTrainer(Trainer):
             if in_phase == 0:
                 self.buffer.rebuild(self._rollout)
                 if callback is not None:
-                    callback("phase_start", self, {"step": step, "phase": phase, "a": a, "h": h})
+                    with self.uncounted():
+                        callback("phase_start", self, {"step": step, "phase": phase, "a": a, "h": h})
             elif cfg.refresh_every and cfg.refresh_prompts and in_phase % cfg.refresh_every == 0:
                 self.buffer.refresh(cfg.refresh_prompts, self._rollout)
             lr = lr_at(in_phase, cfg.steps_per_h, cfg.lr, cfg.lr_min, cfg.warmup, cfg.decay)
@@ -350,7 +351,8 @@ class DTMTrainer(Trainer):
             record.update(reward_errors=self.state.reward_errors, rollouts=self.state.rollouts)
             self._log(self._reduce(record))
             if callback is not None:
-                callback("step", self, record)
+                with self.uncounted():
+                    callback("step", self, record)
             self._periodic_eval(cfg.total_steps)
             bar.update(1)
             bar.set_postfix(
