@@ -35,53 +35,90 @@ def test_tilt_matches_direct_formula_and_is_stable():
 
 
 def test_arms_cover_schedules_and_controls_with_equal_steps(tmp_path):
-    cfg = MazeStudyConfig(a_end=6.0, small_h=2.0, total_steps=30)
-    configs = arms(cfg, tmp_path)
+    cfg = MazeStudyConfig(
+        a_end=6.0, small_h=2.0, total_steps=30, controls=["0", "1", "adaptive"], dtm={"grad_accum": 2, "decay": 0.5}
+    )
+    configs = arms(cfg, tmp_path, seed=3)
     assert len(configs) == 6
     for name, arm in configs.items():
-        assert arm.total_steps == 30 and arm.a_end == 6.0
+        assert arm.total_steps == 30 and arm.a_end == 6.0 and arm.seed == 3
         assert arm.h == (2.0 if name.startswith("small-h") else 6.0)
         assert arm.adaptive_c == name.endswith("adaptive")
+        assert arm.grad_accum == 2 and arm.decay == 0.5  # the shared `dtm` keys reach every arm
 
 
-def test_study_config_validation():
+def test_study_config_validation(tmp_path):
     with pytest.raises(ConfigError, match="total_steps"):
         MazeStudyConfig(a_end=6.0, small_h=2.0, total_steps=31)
     with pytest.raises(ConfigError, match="controls"):
         MazeStudyConfig(controls=["one"])
+    with pytest.raises(ConfigError, match=r"dtm\.h: is set by each arm"):
+        MazeStudyConfig(dtm={"h": 1.0})
+    with pytest.raises(ConfigError, match="seeds: has duplicates"):
+        MazeStudyConfig(seeds=[1, 1])
+    bad = MazeStudyConfig(output_dir=str(tmp_path / "study"), dtm={"ema": 2.0})
+    with pytest.raises(ConfigError, match=r"dtm \(the arms' DTM settings\): ema"):
+        run_maze_study(bad, progress=False)
+    assert not (tmp_path / "study").exists()
 
 
-def test_study_smoke_run_writes_every_output(tmp_path):
-    cfg = MazeStudyConfig(
+def tiny_study(tmp_path, **overrides) -> MazeStudyConfig:
+    values = dict(
         output_dir=str(tmp_path / "study"),
+        seeds=[0, 1],
         model=TinyModelConfig(hidden_size=32, num_layers=2, num_heads=4, intermediate_size=64, max_length=64),
         pretrain_steps=20,
         a_end=2.0,
         small_h=1.0,
         total_steps=4,
+        controls=["1", "adaptive"],
         buffer_prompts=8,
         buffer_completions=2,
         micro_batch=8,
-        sampling=SamplingConfig(gen_length=8, block_length=4, steps=8, batch_size=256),
+        sampling=SamplingConfig(gen_length=8, block_length=4, steps=8, remasking="random", batch_size=256),
         eval_mazes=4,
         samples_per_maze=4,
         tv_mazes=2,
-        tv_samples=16,
     )
-    results = run_maze_study(cfg, progress=False)
+    values.update(overrides)
+    return MazeStudyConfig(**values)
+
+
+def test_study_smoke_run_writes_every_output(tmp_path):
+    cfg = tiny_study(tmp_path)
+    summary = run_maze_study(cfg, progress=False)
     out = tmp_path / "study"
-    assert set(results) == {"base"} | {f"{s} c={c}" for s in ("small-h", "one-phase") for c in ("0", "1", "adaptive")}
-    for name, row in results.items():
-        for key in ("success", "mean_reward", "frac_shortest", "shortest_found", "tv_to_target"):
-            assert 0.0 <= row[key] <= 1.0, (name, key)
-        assert row["frac_shortest"] <= row["success"]
-        if name != "base":
-            assert row["rollouts"] > 0 and row["grad_norm_var"] >= 0
+    assert set(summary) == {"base"} | {f"{s} c={c}" for s in ("small-h", "one-phase") for c in ("1", "adaptive")}
     saved = json.loads((out / "results.json").read_text())
-    assert saved["results"] == json.loads(json.dumps(results))
-    assert len(saved["curves"]["small-h c=1"]["curve_step"]) == 4
-    header = (out / "results.csv").read_text().splitlines()[0].split(",")
-    assert header == ["arm"] + [key for key, _ in COLUMNS]
+    assert saved["summary"] == json.loads(json.dumps(summary))
+    assert [run["seed"] for run in saved["runs"]] == [0, 1]
+    for run in saved["runs"]:
+        for name, row in run["results"].items():
+            for key in ("success", "mean_reward", "frac_shortest", "shortest_found", "tv_to_target", "exact_reward"):
+                assert 0.0 <= row[key] <= 1.0, (name, key)
+            assert row["frac_shortest"] <= row["success"]
+            assert row["exact_reward"] <= row["target_reward"] + 1e-9 or name != "base"
+            if name != "base":
+                assert row["rollouts"] > 0 and row["grad_norm_var"] >= 0 and row["compute_tokens"] > 0
+        assert len(run["curves"]["small-h c=1"]["curve_step"]) == 4
+    for name, entry in summary.items():
+        values = [run["results"][name]["mean_reward"] for run in saved["runs"]]
+        assert entry["mean_reward"]["mean"] == pytest.approx(sum(values) / 2)
+        assert entry["mean_reward"]["std"] == pytest.approx(abs(values[0] - values[1]) / math.sqrt(2))
+    rows = (out / "results.csv").read_text().splitlines()
+    assert rows[0].split(",") == ["arm", "seed"] + [key for key, _ in COLUMNS] and len(rows) == 1 + 2 * 5
     for figure in ("reward_vs_step.png", "diversity_vs_reward.png", "tv_to_target.png"):
         assert (out / figure).stat().st_size > 1000
     assert "| small-h c=1 |" in (out / "report.md").read_text()
+    assert (out / "seed1" / "result.json").exists()
+
+
+def test_seeds_give_the_same_numbers_alone_or_in_parallel_workers(tmp_path):
+    """Every seed runs with one torch thread, in this process or in a worker: identical results."""
+    alone = run_maze_study(tiny_study(tmp_path / "a", seeds=[1], controls=["1"]), progress=False)
+    parallel = run_maze_study(tiny_study(tmp_path / "b", seeds=[0, 1], controls=["1"], workers=2), progress=False)
+    runs = json.loads((tmp_path / "b" / "study" / "results.json").read_text())["runs"]
+    assert [run["seed"] for run in runs] == [0, 1]
+    single = json.loads((tmp_path / "a" / "study" / "results.json").read_text())["runs"][0]
+    assert runs[1]["results"] == single["results"]
+    assert set(alone) == set(parallel)

@@ -1,12 +1,12 @@
 """The maze-planning study: how the annealing step h and the control variate c decide reward, stability and mode
 collapse (the project's main job; ``dtm study maze``).
 
-One base model (the built-in model pretrained on random self-avoiding walks, see :mod:`dtm.tasks.maze`) is tuned
-with DTM to the same final tilt ``a_end`` in six arms: {several small phases, one large phase} x {c = 0, c = 1,
-adaptive c*}, all with the same seed and the same number of optimizer steps. Every model, the base included, is then
-measured on held-out mazes, and on a few of them its path distribution is compared with the exact tilted target
-rho_a ∝ p_base exp(a r), with p_base estimated from base-model samples (all valid paths of a 4 x 4 maze can be listed,
-and invalid responses form one extra outcome with reward 0).
+For every seed, a base model (the built-in model pretrained with that seed on random self-avoiding walks, see
+:mod:`dtm.tasks.maze`) is tuned with DTM to the same final tilt ``a_end`` in several arms: {several small phases, one
+large phase} x the control variates in ``controls``, all with the same number of optimizer steps. Every model, the
+base included, is then measured on held-out mazes, and on ``tv_mazes`` of them its exact path law is compared with
+the exact tilted target rho_a ∝ p_base exp(a r) (:mod:`dtm.studies.maze_laws`; exact laws have no sampling floor).
+Results are reported per seed and as mean ± std over seeds.
 """
 
 from __future__ import annotations
@@ -21,12 +21,24 @@ from typing import Any
 
 import torch
 
-from dtm.config import check, save_config
+from dtm.config import ConfigError, check, load_config, save_config
 from dtm.models import TinyModelConfig, load_model
 from dtm.models.base import DiffusionLM
 from dtm.sampling import SamplingConfig, rollout
 from dtm.studies.figures import new_axes, save_figure
-from dtm.studies.metrics import empirical, entropy, tilt, total_variation
+from dtm.studies.maze_laws import (
+    MazePaths,
+    PathLaw,
+    distinct_mazes,
+    expected_reward,
+    maze_paths,
+    outcomes,
+    path_law,
+    tilted,
+)
+from dtm.studies.maze_laws import total_variation as law_tv
+from dtm.studies.metrics import empirical, entropy
+from dtm.studies.parallel import map_seeds
 from dtm.tasks.base import PromptBatch
 from dtm.tasks.maze import MazeTask, count_shortest_paths, path_key
 from dtm.training.dtm import DTMConfig, DTMTrainer
@@ -34,18 +46,22 @@ from dtm.training.logging import prepare_run_dir
 from dtm.training.pretrain import PretrainConfig, pretrain
 
 INVALID = "<invalid>"
+# Keys every arm sets itself.
+ARM_KEYS = ("h", "a_end", "steps_per_h", "control_variate", "adaptive_c", "output_dir", "seed", "base_model")
 
 
 @dataclass
 class MazeStudyConfig:
-    """Settings of the maze study (those of ``configs/maze-study.yaml`` take about 6 minutes on 2 CPU cores)."""
+    """Settings of the maze study (``configs/maze-study.yaml``: the main job; see the README for its run time)."""
 
     output_dir: str = "runs/maze-study"
-    seed: int = 0
+    seeds: list[int] = field(default_factory=lambda: [0, 1, 2])
+    # Seeds run side by side in this many processes (one torch thread each; the numbers do not depend on it).
+    workers: int = 1
     # Task: size x size mazes with extra openings (loops); see dtm.tasks.maze.
     maze_size: int = 3
     maze_extra_openings: int = 3
-    # Base model.
+    # Base model, pretrained once per seed.
     model: TinyModelConfig = field(
         default_factory=lambda: TinyModelConfig(hidden_size=128, num_layers=4, intermediate_size=256, max_length=64)
     )
@@ -55,22 +71,26 @@ class MazeStudyConfig:
     a_end: float = 12.0
     small_h: float = 3.0
     total_steps: int = 240
-    controls: list[str] = field(default_factory=lambda: ["0", "1", "adaptive"])
+    controls: list[str] = field(default_factory=lambda: ["1", "adaptive"])
     lr: float = 1e-3
     buffer_prompts: int = 64
     buffer_completions: int = 8
     micro_batch: int = 32
+    # Further DTMConfig keys for every arm (e.g. grad_accum, decay, ema, refresh_every).
+    dtm: dict[str, Any] = field(default_factory=dict)
     # Random-order unmasking samples the model's own path distribution; confidence-ordered unmasking does not.
     sampling: SamplingConfig = field(
         default_factory=lambda: SamplingConfig(gen_length=8, block_length=4, steps=8, remasking="random")
     )
-    # Evaluation.
+    # Evaluation: sampled metrics on eval_mazes held-out mazes; exact laws on tv_mazes distinct held-out mazes.
     eval_mazes: int = 64
     samples_per_maze: int = 8
-    tv_mazes: int = 4
-    tv_samples: int = 1000
+    tv_mazes: int = 16
 
     def __post_init__(self) -> None:
+        check(bool(self.seeds), "seeds", "must list at least one seed")
+        check(len(set(self.seeds)) == len(self.seeds), "seeds", f"has duplicates: {self.seeds}")
+        check(self.workers >= 1, "workers", f"must be >= 1, got {self.workers}")
         check(self.a_end >= self.small_h > 0, "small_h", f"must be in (0, a_end={self.a_end}], got {self.small_h}")
         phases = math.ceil(self.a_end / self.small_h - 1e-9)
         check(
@@ -78,9 +98,12 @@ class MazeStudyConfig:
             "total_steps",
             f"must be a multiple of the {phases} small-h phases, got {self.total_steps}",
         )
+        check(bool(self.controls), "controls", "must list at least one control variate")
         for c in self.controls:
             check(c == "adaptive" or _is_float(c), "controls", f"entries must be numbers or 'adaptive', got {c!r}")
-        check(self.tv_mazes <= self.eval_mazes, "tv_mazes", f"must be <= eval_mazes={self.eval_mazes}")
+        for key in ARM_KEYS:
+            check(key not in self.dtm, f"dtm.{key}", "is set by each arm; remove it")
+        check(self.tv_mazes > 0, "tv_mazes", f"must be positive, got {self.tv_mazes}")
 
     @property
     def task_options(self) -> dict[str, int]:
@@ -99,46 +122,50 @@ def _is_float(text: str) -> bool:
     return True
 
 
-def arms(cfg: MazeStudyConfig, out: Path) -> dict[str, DTMConfig]:
-    """One DTM config per arm, named like ``small-h c=1``."""
+def arms(cfg: MazeStudyConfig, out: Path, seed: int) -> dict[str, DTMConfig]:
+    """One DTM config per arm of a seed, named like ``small-h c=1``; raises ConfigError for bad ``dtm`` keys."""
     phases = math.ceil(cfg.a_end / cfg.small_h - 1e-9)
     schedules = {"small-h": (cfg.small_h, cfg.total_steps // phases), "one-phase": (cfg.a_end, cfg.total_steps)}
     configs = {}
     for schedule, (h, steps_per_h) in schedules.items():
         for c in cfg.controls:
             name = f"{schedule} c={c}"
-            configs[name] = DTMConfig(
-                base_model=str(out / "base" / "model"),
-                task="maze",
-                task_options=cfg.task_options,
-                h=h,
-                a_end=cfg.a_end,
-                steps_per_h=steps_per_h,
-                control_variate=1.0 if c == "adaptive" else float(c),
-                adaptive_c=c == "adaptive",
-                buffer_prompts=cfg.buffer_prompts,
-                buffer_completions=cfg.buffer_completions,
-                refresh_every=max(steps_per_h // 4, 1),
-                refresh_prompts=cfg.buffer_prompts // 4,
-                micro_batch=cfg.micro_batch,
-                lr=cfg.lr,
-                lr_min=cfg.lr / 10,
-                sampling=cfg.sampling,
-                seed=cfg.seed,
-                eval_prompts=0,
-                output_dir=str(out / "arms" / name.replace(" ", "_").replace("=", "")),
-            )
+            values = {
+                "base_model": str(out / "base" / "model"),
+                "task": "maze",
+                "task_options": cfg.task_options,
+                "buffer_prompts": cfg.buffer_prompts,
+                "buffer_completions": cfg.buffer_completions,
+                "refresh_every": max(steps_per_h // 4, 1),
+                "refresh_prompts": cfg.buffer_prompts // 4,
+                "micro_batch": cfg.micro_batch,
+                "lr": cfg.lr,
+                "lr_min": cfg.lr / 10,
+                "sampling": cfg.sampling.__dict__,
+                "eval_prompts": 0,
+            } | cfg.dtm
+            values |= {
+                "h": h,
+                "a_end": cfg.a_end,
+                "steps_per_h": steps_per_h,
+                "control_variate": 1.0 if c == "adaptive" else float(c),
+                "adaptive_c": c == "adaptive",
+                "seed": seed,
+                "output_dir": str(out / "arms" / name.replace(" ", "_").replace("=", "")),
+            }
+            try:
+                configs[name] = load_config(DTMConfig, values)
+            except ConfigError as e:
+                raise ConfigError(f"dtm (the arms' DTM settings): {e}") from None
     return configs
 
 
 @dataclass
 class PathSamples:
-    """``k`` sampled responses for each of N mazes: path keys (``INVALID`` for invalid ones), rewards ``[N, k]``,
-    and per maze the reward of every key seen."""
+    """``k`` sampled responses for each of N mazes: path keys (``INVALID`` for invalid ones) and rewards ``[N, k]``."""
 
     keys: list[list[str]]
     rewards: torch.Tensor
-    reward_of: list[dict[str, float]]
 
 
 def sample_paths(
@@ -152,9 +179,7 @@ def sample_paths(
         for row, r, meta in zip(responses, rewards.tolist(), repeated.meta, strict=True)
     ]
     keys = [flat[i * k : (i + 1) * k] for i in range(len(prompts))]
-    rewards = rewards.view(len(prompts), k)
-    reward_of = [dict(zip(maze_keys, r.tolist(), strict=True)) for maze_keys, r in zip(keys, rewards, strict=True)]
-    return PathSamples(keys, rewards, reward_of)
+    return PathSamples(keys, rewards.view(len(prompts), k))
 
 
 def path_metrics(samples: PathSamples, prompts: PromptBatch) -> dict[str, float]:
@@ -181,14 +206,6 @@ def path_metrics(samples: PathSamples, prompts: PromptBatch) -> dict[str, float]
     }
 
 
-def tv_to_target(samples: PathSamples, base: PathSamples, a: float) -> float:
-    """Mean over mazes of TV(samples, rho_a), rho_a ∝ p_base exp(a r), p_base = the base model's sample frequencies."""
-    distances = []
-    for keys, base_keys, rewards in zip(samples.keys, base.keys, base.reward_of, strict=True):
-        distances.append(total_variation(empirical(keys), tilt(empirical(base_keys), rewards, a)))
-    return statistics.fmean(distances)
-
-
 def training_stability(metrics_file: Path) -> dict[str, Any]:
     """Curves and spread of one arm's training log."""
     records = [json.loads(line) for line in metrics_file.read_text().splitlines()]
@@ -204,24 +221,35 @@ def training_stability(metrics_file: Path) -> dict[str, Any]:
     }
 
 
+@dataclass
+class EvalSet:
+    """The held-out mazes of a seed: sampled-metric prompts and the exact-law mazes with the base model's law."""
+
+    prompts: PromptBatch
+    paths: MazePaths
+    base_law: PathLaw | None = None
+
+
 def evaluate_model(
-    model: DiffusionLM, task: MazeTask, cfg: MazeStudyConfig, eval_prompts: PromptBatch, base: PathSamples | None
-) -> tuple[dict[str, float], PathSamples]:
-    """Held-out path metrics and, against the base samples, TV to the exact tilted target."""
-    samples = sample_paths(model, task, eval_prompts, cfg.samples_per_maze, cfg.sampling, cfg.seed + 1)
-    metrics = path_metrics(samples, eval_prompts)
-    tv_prompts = eval_prompts.select(range(cfg.tv_mazes))
-    tv_samples = sample_paths(model, task, tv_prompts, cfg.tv_samples, cfg.sampling, cfg.seed + 2)
-    if base is not None:
-        metrics["tv_to_target"] = tv_to_target(tv_samples, base, cfg.a_end)
-    return metrics, tv_samples
+    model: DiffusionLM, task: MazeTask, cfg: MazeStudyConfig, held_out: EvalSet, seed: int
+) -> dict[str, float]:
+    """Held-out path metrics from samples, and from exact laws: TV to rho_{a_end} ∝ p_base exp(a_end r), the exact
+    expected reward and E_rho[r]."""
+    samples = sample_paths(model, task, held_out.prompts, cfg.samples_per_maze, cfg.sampling, seed + 1)
+    metrics = path_metrics(samples, held_out.prompts)
+    paths = held_out.paths
+    law = outcomes(path_law(model, paths, cfg.sampling))
+    rho = tilted(outcomes(held_out.base_law), paths, cfg.a_end)
+    metrics["tv_to_target"] = law_tv(law, rho, paths).mean().item()
+    metrics["exact_reward"] = expected_reward(law, paths).mean().item()
+    metrics["target_reward"] = expected_reward(rho, paths).mean().item()
+    return metrics
 
 
-def run_maze_study(cfg: MazeStudyConfig, *, overwrite: bool = False, progress: bool = True) -> dict[str, Any]:
-    """Pretrain the base model, run every arm, measure everything; write ``results.json``, ``results.csv``,
-    figures and ``report.md`` to ``cfg.output_dir``."""
-    out = prepare_run_dir(cfg.output_dir, overwrite=overwrite)
-    save_config(cfg, out / "study.yaml")
+def run_seed(seed: int, cfg: MazeStudyConfig, out_dir: str, progress: bool) -> dict[str, Any]:
+    """One seed: pretrain its base model, run every arm, measure everything; results are written to
+    ``out_dir/seed<seed>/result.json`` too."""
+    out = Path(out_dir) / f"seed{seed}"
     task = MazeTask(**cfg.task_options)
     pre = PretrainConfig(
         task="maze",
@@ -230,34 +258,46 @@ def run_maze_study(cfg: MazeStudyConfig, *, overwrite: bool = False, progress: b
         steps=cfg.pretrain_steps,
         lr=cfg.pretrain_lr,
         lr_min=cfg.pretrain_lr / 10,
-        seed=cfg.seed,
+        seed=seed,
         output_dir=str(out / "base"),
     )
     base_model = pretrain(pre, progress=progress)
-    eval_prompts = task.prompts(cfg.eval_mazes, split="test", seed=cfg.seed)
-
-    base_metrics, base_tv = evaluate_model(base_model, task, cfg, eval_prompts, None)
-    # Sampling noise floor of the TV estimate: a second base sample against rho_0 = p_base.
-    resampled = sample_paths(
-        base_model, task, eval_prompts.select(range(cfg.tv_mazes)), cfg.tv_samples, cfg.sampling, cfg.seed + 3
+    held_out = EvalSet(
+        task.prompts(cfg.eval_mazes, split="test", seed=0), maze_paths(task, distinct_mazes(task, cfg.tv_mazes, "test"))
     )
-    base_metrics["tv_to_target"] = tv_to_target(resampled, base_tv, 0.0)
-    results: dict[str, Any] = {"base": base_metrics}
+    held_out.base_law = path_law(base_model, held_out.paths, cfg.sampling)
+    results: dict[str, Any] = {"base": evaluate_model(base_model, task, cfg, held_out, seed)}
     curves: dict[str, dict[str, list[float]]] = {}
-    for name, arm_cfg in arms(cfg, out).items():
+    for name, arm_cfg in arms(cfg, out, seed).items():
         trainer = DTMTrainer(arm_cfg, model=load_model(out / "base" / "model"), task=task, progress=progress)
         tuned = trainer.train()
-        metrics, _ = evaluate_model(tuned, task, cfg, eval_prompts, base_tv)
+        metrics = evaluate_model(tuned, task, cfg, held_out, seed)
         stability = training_stability(Path(arm_cfg.output_dir) / "metrics.jsonl")
         curves[name] = {k: stability.pop(k) for k in ("curve_step", "curve_reward", "curve_loss")}
-        results[name] = metrics | stability
-    write_outputs(out, cfg, results, curves)
-    return results
+        results[name] = metrics | stability | {"compute_tokens": trainer.state.compute_tokens}
+    result = {"seed": seed, "results": results, "curves": curves}
+    (out / "result.json").write_text(json.dumps(result, indent=2))
+    return result
+
+
+def run_maze_study(cfg: MazeStudyConfig, *, overwrite: bool = False, progress: bool = True) -> dict[str, Any]:
+    """Every seed (base model and arms), then the summary over seeds; write ``results.json``, ``results.csv``,
+    figures and ``report.md`` to ``cfg.output_dir``; return the summary."""
+    for seed in cfg.seeds:  # every arm's settings are checked before anything is trained
+        arms(cfg, Path(cfg.output_dir), seed)
+    out = prepare_run_dir(cfg.output_dir, overwrite=overwrite)
+    save_config(cfg, out / "study.yaml")
+    runs = map_seeds(run_seed, cfg.seeds, cfg, str(out), progress and cfg.workers == 1, workers=cfg.workers)
+    summary = summarize(runs)
+    write_outputs(out, cfg, runs, summary)
+    return summary
 
 
 COLUMNS = [
     ("success", "success"),
     ("mean_reward", "mean reward"),
+    ("exact_reward", "exact reward"),
+    ("reward_ratio", "reward / E_rho[r]"),
     ("frac_shortest", "shortest"),
     ("shortest_found", "shortest paths found"),
     ("shortest_entropy", "shortest-path entropy (norm.)"),
@@ -269,41 +309,65 @@ COLUMNS = [
 ]
 
 
-def markdown_table(results: dict[str, dict[str, float]]) -> str:
+def summarize(runs: list[dict[str, Any]]) -> dict[str, dict[str, dict[str, float]]]:
+    """Per arm ("base" included) and metric: mean and std over seeds."""
+    summary: dict[str, dict[str, dict[str, float]]] = {}
+    for name in runs[0]["results"]:
+        rows = [run["results"][name] | {"reward_ratio": _reward_ratio(run["results"][name])} for run in runs]
+        summary[name] = {}
+        for key in rows[0]:
+            values = [float(row[key]) for row in rows]
+            std = statistics.stdev(values) if len(values) > 1 else 0.0
+            summary[name][key] = {"mean": statistics.fmean(values), "std": std}
+    return summary
+
+
+def _reward_ratio(row: dict[str, float]) -> float:
+    return row["exact_reward"] / row["target_reward"]
+
+
+def markdown_table(summary: dict[str, dict[str, dict[str, float]]]) -> str:
+    """Mean ± std over seeds, one row per arm."""
     lines = ["| arm | " + " | ".join(title for _, title in COLUMNS) + " |", "|---" * (len(COLUMNS) + 1) + "|"]
-    for name, row in results.items():
+    for name, row in summary.items():
         cells = [_fmt(row.get(key)) for key, _ in COLUMNS]
         lines.append(f"| {name} | " + " | ".join(cells) + " |")
     return "\n".join(lines)
 
 
-def _fmt(value: float | None) -> str:
-    if value is None:
+def _fmt(entry: dict[str, float] | None) -> str:
+    if entry is None:
         return "-"
-    return f"{value:.0f}" if abs(value) >= 100 else f"{value:.3f}"
+    mean, std = entry["mean"], entry["std"]
+    if abs(mean) >= 100:
+        return f"{mean:.3g} ± {std:.2g}"
+    return f"{mean:.3f} ± {std:.3f}"
 
 
-def write_outputs(out: Path, cfg: MazeStudyConfig, results: dict[str, Any], curves: dict[str, Any]) -> None:
+def write_outputs(out: Path, cfg: MazeStudyConfig, runs: list[dict[str, Any]], summary: dict[str, Any]) -> None:
     """results.json / results.csv, three figures and report.md."""
-    (out / "results.json").write_text(json.dumps({"results": results, "curves": curves}, indent=2))
+    (out / "results.json").write_text(json.dumps({"summary": summary, "runs": runs}, indent=2))
     with open(out / "results.csv", "w", newline="") as f:
         writer = csv.writer(f)
-        writer.writerow(["arm"] + [key for key, _ in COLUMNS])
-        for name, row in results.items():
-            writer.writerow([name] + [row.get(key, "") for key, _ in COLUMNS])
-    plot_figures(out, results, curves)
-    best = max((n for n in results if n != "base"), key=lambda n: results[n]["mean_reward"])
-    closest = min((n for n in results if n != "base"), key=lambda n: results[n]["tv_to_target"])
+        writer.writerow(["arm", "seed"] + [key for key, _ in COLUMNS])
+        for run in runs:
+            for name, row in run["results"].items():
+                row = row | {"reward_ratio": _reward_ratio(row)}
+                writer.writerow([name, run["seed"]] + [row.get(key, "") for key, _ in COLUMNS])
+    plot_figures(out, runs, summary)
+    arm_names = [n for n in summary if n != "base"]
+    best = max(arm_names, key=lambda n: summary[n]["mean_reward"]["mean"])
+    closest = min(arm_names, key=lambda n: summary[n]["tv_to_target"]["mean"])
     report = [
         "# Maze study",
         "",
-        f"Base model pretrained for {cfg.pretrain_steps} steps on random self-avoiding walks; every arm tunes it to "
-        f"a = {cfg.a_end} in {cfg.total_steps} optimizer steps (small-h: h = {cfg.small_h}; one-phase: h = "
-        f"{cfg.a_end}). Held-out: {cfg.eval_mazes} mazes x {cfg.samples_per_maze} samples at temperature "
-        f"{cfg.sampling.temperature}; TV on {cfg.tv_mazes} mazes x {cfg.tv_samples} samples (the base row's TV is "
-        "the sampling noise floor: a second base sample against the first).",
+        f"Seeds {cfg.seeds}, each with its own base model pretrained for {cfg.pretrain_steps} steps on random "
+        f"self-avoiding walks; every arm tunes it to a = {cfg.a_end} in {cfg.total_steps} optimizer steps (small-h: "
+        f"h = {cfg.small_h}; one-phase: h = {cfg.a_end}). Held-out: {cfg.eval_mazes} mazes x {cfg.samples_per_maze} "
+        f"samples at temperature {cfg.sampling.temperature}; exact laws on {cfg.tv_mazes} distinct held-out mazes "
+        "(TV to rho_a, exact reward, E_rho[r]; the base row's TV is where every arm starts). Mean ± std over seeds.",
         "",
-        markdown_table(results),
+        markdown_table(summary),
         "",
         f"Highest mean reward: **{best}**. Closest to the exact tilted target: **{closest}**.",
         "",
@@ -315,26 +379,43 @@ def write_outputs(out: Path, cfg: MazeStudyConfig, results: dict[str, Any], curv
     (out / "report.md").write_text("\n".join(report))
 
 
-def plot_figures(out: Path, results: dict[str, Any], curves: dict[str, Any]) -> None:
-    """Reward vs step per arm, diversity vs reward, and TV to the exact target."""
+def plot_figures(out: Path, runs: list[dict[str, Any]], summary: dict[str, Any]) -> None:
+    """Reward vs step per arm (mean over seeds), diversity vs reward, and TV to the exact target (± std)."""
     fig, ax = new_axes((7, 4))
-    for name, curve in curves.items():
-        ax.plot(curve["curve_step"], curve["curve_reward"], label=name, linestyle="-" if "small" in name else "--")
-    ax.axhline(results["base"]["mean_reward"], color="gray", linewidth=0.8, label="base (held-out)")
+    for name in runs[0]["curves"]:
+        curves = [run["curves"][name] for run in runs]
+        steps = curves[0]["curve_step"]
+        mean = [statistics.fmean(c["curve_reward"][i] for c in curves) for i in range(len(steps))]
+        ax.plot(steps, mean, label=name, linestyle="-" if "small" in name else "--")
+    ax.axhline(summary["base"]["mean_reward"]["mean"], color="gray", linewidth=0.8, label="base (held-out)")
     ax.set(xlabel="optimizer step", ylabel="buffer mean reward (teacher rollouts)", title="Reward during training")
     ax.legend(fontsize=7)
     save_figure(fig, out / "reward_vs_step.png")
 
     fig, ax = new_axes((5.5, 4))
-    for name, row in results.items():
-        ax.scatter(row["mean_reward"], row["shortest_entropy"], label=name, marker="s" if name == "base" else "o")
+    for name, row in summary.items():
+        ax.errorbar(
+            row["mean_reward"]["mean"],
+            row["shortest_entropy"]["mean"],
+            xerr=row["mean_reward"]["std"],
+            yerr=row["shortest_entropy"]["std"],
+            label=name,
+            marker="s" if name == "base" else "o",
+            capsize=2,
+        )
     ax.set(xlabel="held-out mean reward", ylabel="normalised entropy over shortest paths", title="Diversity vs reward")
     ax.legend(fontsize=7)
     save_figure(fig, out / "diversity_vs_reward.png")
 
     fig, ax = new_axes((7, 4))
-    names = list(results)
-    ax.bar(range(len(names)), [results[n]["tv_to_target"] for n in names], color="tab:blue")
+    names = list(summary)
+    ax.bar(
+        range(len(names)),
+        [summary[n]["tv_to_target"]["mean"] for n in names],
+        yerr=[summary[n]["tv_to_target"]["std"] for n in names],
+        color="tab:blue",
+        capsize=3,
+    )
     ax.set_xticks(range(len(names)), names, rotation=30, ha="right", fontsize=7)
-    ax.set(ylabel="TV to exact tilted target", title="Distance to rho_a (base: sampling noise floor)")
+    ax.set(ylabel="TV to exact tilted target", title="Distance to rho_a (exact laws; base: where the arms start)")
     save_figure(fig, out / "tv_to_target.png")
