@@ -8,14 +8,15 @@ from pathlib import Path
 import pytest
 
 from dtm.config import load_config
-from dtm.studies.compare import CompareConfig, run_configs
-from dtm.studies.maze import MazeStudyConfig
+from dtm.studies.compare import CompareConfig, base_models, run_configs
+from dtm.studies.fit import FitStudyConfig
+from dtm.studies.maze import MazeStudyConfig, arms
 from dtm.training import load_train_config
 from dtm.training.dtm import DTMConfig
 from dtm.training.pretrain import PretrainConfig
 
 CONFIGS = Path(__file__).resolve().parents[1] / "configs"
-KINDS = {"pretrain": PretrainConfig, "maze-study": MazeStudyConfig, "compare": CompareConfig}
+KINDS = {"pretrain": PretrainConfig, "maze-study": MazeStudyConfig, "compare": CompareConfig, "fit": FitStudyConfig}
 SHIPPED = sorted(p for p in CONFIGS.rglob("*.yaml") if "accelerate" not in p.parts)
 
 
@@ -24,12 +25,16 @@ def test_config_loads_and_validates(path):
     kind = next((cls for prefix, cls in KINDS.items() if path.name.startswith(prefix)), None)
     cfg = load_config(kind, path) if kind else load_train_config(path)
     assert cfg is not None
+    if kind is MazeStudyConfig:
+        assert all(arms(cfg, Path("unused"), seed) for seed in cfg.seeds)
+    if kind is FitStudyConfig:
+        assert all(cfg.dtm_config(v, 0, "unused", "unused") for v in cfg.variant_names)
 
 
 @pytest.mark.parametrize("path", [p for p in SHIPPED if p.name.startswith("compare")], ids=str)
 def test_comparison_configs_give_every_run_the_same_budget(path, tmp_path):
     cfg = load_config(CompareConfig, path)
-    runs = run_configs(cfg, "unused", tmp_path).values()
+    runs = run_configs(cfg, base_models(cfg, tmp_path), tmp_path).values()
     assert len(runs) == len(cfg.methods) * len(cfg.seeds) >= 4 * 3
     assert len({run.planned_rollouts for run in runs}) == 1
     assert len({(run.sampling.gen_length, run.sampling.steps, run.sampling.temperature) for run in runs}) == 1
