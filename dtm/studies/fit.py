@@ -12,6 +12,7 @@ training and held-out mazes:
   this one got (``gain_fraction``);
 - ``tv_rho``: TV(student, rho_{a+h}) with rho_a = p_base exp(a r) / Z the run's overall target, and the expected
   reward of the student beside ``rho_reward`` = E_rho[r];
+- ``valid`` beside ``target_valid``: the probability of a valid path under the student and under the phase target;
 
 against optimizer steps, masked states seen and rollouts. Every seed pretrains its own base model (unless
 ``base_model`` is given). All laws are exact (no sampling floor), except the invalid part of the loss gain
@@ -242,6 +243,8 @@ class FitMonitor:
                 f"{name}_reward": expected_reward(p_s, paths).mean().item(),
                 f"{name}_target_reward": expected_reward(target, paths).mean().item(),
                 f"{name}_rho_reward": expected_reward(rho, paths).mean().item(),
+                f"{name}_valid": 1 - p_s.invalid.mean().item(),
+                f"{name}_target_valid": 1 - target.invalid.mean().item(),
             }
         self.records.append(row)
 
