@@ -471,3 +471,42 @@ def test_per_prompt_control_keeps_the_tilted_minimiser(baseline: bool, normalise
     learned = student.detach().softmax(dim=-1)
     assert (learned - tilted).abs().max().item() < 1e-5
     assert (learned - base).abs().max().item() > 1e-2
+
+
+@pytest.mark.parametrize("c", [0.0, 1.0, 2.5])
+def test_cdtm_minimiser_with_an_inconsistent_teacher(c: float) -> None:
+    """Rollouts from the law p, but teacher posteriors pi_a from another joint p' (a teacher whose posteriors are not
+    the conditionals of its own decoding law). The minimiser is pi_q + (c / Z)(pi_a - pi_p), with pi_q and pi_p the
+    exact conditionals of the tilted and untilted law and Z = E_p[exp(h r) | x_t]: only c = 0 keeps the exact tilt."""
+    seqs, p, r = _toy(seed=3)
+    other = _toy(seed=4)[1]
+    clean_value = 0
+    pi_p = _posterior(seqs, p, clean_value)
+    pi_q = _posterior(seqs, p * torch.exp(H * r), clean_value)
+    pi_a = _posterior(seqs, other, clean_value)
+    keep = _consistent(seqs, clean_value)
+    z = float((p[keep] * torch.exp(H * r[keep])).sum() / p[keep].sum())
+    expected = pi_q + (c / z) * (pi_a - pi_p)
+    rollouts = _enumerate_rollouts(seqs, p, r, clean_value, H)
+    student = torch.zeros(len(MASKED), V, dtype=F64, requires_grad=True)
+    opt = torch.optim.LBFGS(
+        [student],
+        lr=1.0,
+        max_iter=300,
+        tolerance_grad=1e-12,
+        tolerance_change=1e-15,
+        history_size=20,
+        line_search_fn="strong_wolfe",
+    )
+
+    def closure() -> torch.Tensor:
+        opt.zero_grad()
+        loss = _expected_cdtm(student, pi_a.log(), rollouts, c)
+        loss.backward()
+        return loss
+
+    opt.step(closure)
+    learned = student.detach().softmax(dim=-1)
+    assert (learned - expected).abs().max().item() < 1e-5
+    if c != 0:
+        assert (learned - pi_q).abs().max().item() > 1e-2  # the teacher's inconsistency moved the minimiser

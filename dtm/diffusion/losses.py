@@ -56,7 +56,10 @@ def cdtm_loss(
     For loss position i with clean token x = X_1^i and tilt w = exp(h r):
         target(v) = c * pi_a(v) + 1{v = x} (w - c)
         loss_i    = -sum_v target(v) log pi_theta(v) = -c sum_v pi_a(v) log pi_theta(v) - (w - c) log pi_theta(x)
-    For every c the expected loss is minimised by the tilted posterior pi_{a+h}; c only changes the variance.
+    When the teacher's posteriors are the conditionals of the law its rollouts come from, the expected loss is
+    minimised by the tilted posterior pi_{a+h} for every c, and c only changes the variance. A teacher whose
+    posteriors pi_a differ from the conditionals pi~_a of its own decoding law moves the minimiser to
+    pi~_{a+h} + (c / Z)(pi_a - pi~_a), Z = E[w | x_t]: only c = 0 targets the exact tilt of the rollouts' law (tested).
 
     ``student_logits``, ``teacher_logits``: ``[N, V]`` at the loss positions; ``targets``: ``[N]``; ``log_tilt``: h * r
     per position ``[N]``; ``weights``: per-position weights ``[N]`` (e.g. :func:`position_weights`); ``c``: one
