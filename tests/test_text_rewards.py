@@ -2,16 +2,18 @@
 
 from __future__ import annotations
 
+import threading
 import time
 from fractions import Fraction
 
 import pytest
 
-from dtm.tasks.text import get_text_task
+from dtm.tasks.text import get_text_task, math_equiv
 from dtm.tasks.text.arithmetic import MAX_CHARS, MAX_DEPTH, evaluate
 from dtm.tasks.text.base import TextExample
 from dtm.tasks.text.extract import answer_tag, format_number, last_boxed, last_number, parse_number
-from dtm.tasks.text.math_equiv import call_with_time_limit, cheap_enough, equivalent, normalise
+from dtm.tasks.text.math_equiv import cheap_enough, equivalent, normalise
+from dtm.timelimit import Worker, expired_calls
 
 # ------------------------------------------------------------------------------------------------ safe evaluator
 
@@ -308,18 +310,38 @@ def test_math_equivalence_helpers():
     assert equivalent("3", "3")
 
 
-def test_call_with_time_limit_interrupts_and_cleans_up():
-    import signal
+def test_math_verify_is_used_beyond_the_string_match():
+    assert normalise("\\frac{1}{2}") != normalise("0.5")
+    assert equivalent("\\frac{1}{2}", "0.5")
+    assert not equivalent("\\frac{1}{3}", "0.5")
 
-    def forever() -> None:
-        while True:
-            pass
 
-    before = signal.getsignal(signal.SIGALRM)
-    start = time.perf_counter()
-    assert call_with_time_limit(forever, 0.2) is None
-    assert time.perf_counter() - start < 2.0
-    assert signal.getsignal(signal.SIGALRM) == before
-    assert signal.getitimer(signal.ITIMER_REAL)[0] == 0
-    assert call_with_time_limit(lambda: 7, 1.0) == 7
-    assert call_with_time_limit(lambda: 1 / 0, 1.0) is None
+def hanging_verify(pred: str, gold: str) -> bool:
+    time.sleep(3600)
+    return True
+
+
+@pytest.mark.parametrize("in_thread", [False, True])
+def test_a_hanging_math_verify_is_stopped_and_counted(monkeypatch, in_thread):
+    """math-verify stuck (here: asleep for an hour) costs the time limit, in the main thread or any other, scores
+    not equivalent and is counted; the next comparison gets a working verifier again."""
+    hanging = Worker(hanging_verify)
+    monkeypatch.setattr(math_equiv, "_VERIFIER", hanging)
+    before = expired_calls()
+    results: list[bool] = []
+
+    def compare() -> None:
+        results.append(equivalent("x+1", "1+x", timeout=0.2))
+
+    start = time.monotonic()
+    if in_thread:
+        thread = threading.Thread(target=compare)
+        thread.start()
+        thread.join()
+    else:
+        compare()
+    assert results == [False] and time.monotonic() - start < 30
+    assert expired_calls() == before + 1
+    hanging.close()
+    monkeypatch.undo()
+    assert equivalent("x+1", "1+x", timeout=60.0)

@@ -58,6 +58,8 @@ class Math500Task(TextTask):
         timeout: float = 2.0,
     ) -> None:
         super().__init__(style, source, instructions, system_message)
+        if not timeout > 0:
+            raise ValueError(f"timeout must be a positive number of seconds per math-verify call, got {timeout}")
         self.timeout = timeout
 
     def from_record(self, record: Mapping[str, Any], where: str) -> TextExample:
