@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import math
 import shutil
+import time
 
 import pytest
 import torch
@@ -201,6 +202,29 @@ def test_failing_reward_function_scores_zero_and_is_counted(tmp_path):
     even = torch.tensor([m["digits"][0] % 2 == 0 for m in meta])
     assert trainer.state.reward_errors > 0 and not even.all()
     assert read_metrics(tmp_path / "run")[-1]["reward_errors"] == trainer.state.reward_errors
+    torch.testing.assert_close(buffer.rewards, task.reward(buffer.responses, meta) + even.float())
+
+
+def test_hanging_reward_function_costs_its_time_limit_and_is_counted(tmp_path):
+    """A reward function that never returns on odd prompts (an hour's sleep) under reward_timeout=0.2: training ends
+    in seconds, those completions score 0 for it, and each is counted in reward_timeouts."""
+    task = IncrementTask()
+
+    def stuck_on_odd(responses, meta):
+        if any(m["digits"][0] % 2 for m in meta):
+            time.sleep(3600)
+        return [1.0] * len(meta)
+
+    cfg = small_config(tmp_path, a_end=1.0, steps_per_h=2, reward_timeout=0.2)
+    trainer = DTMTrainer(cfg, model=tiny_model(), reward_fns=[task.reward, stuck_on_odd], progress=False)
+    start = time.monotonic()
+    trainer.train()
+    assert time.monotonic() - start < 120
+    buffer = trainer.buffer
+    meta = buffer.pool.select(buffer.prompt_rows()).meta
+    even = torch.tensor([m["digits"][0] % 2 == 0 for m in meta])
+    assert trainer.state.reward_timeouts == int((~even).sum()) > 0 and trainer.state.reward_errors == 0
+    assert read_metrics(tmp_path / "run")[-1]["reward_timeouts"] == trainer.state.reward_timeouts
     torch.testing.assert_close(buffer.rewards, task.reward(buffer.responses, meta) + even.float())
 
 

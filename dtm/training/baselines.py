@@ -192,7 +192,7 @@ class PolicyGradientTrainer(Trainer):
     """The loop shared by the baselines; a method provides ``_prepare`` and ``_micro_loss``."""
 
     normalize_advantages = False
-    summed_metrics = ("reward_errors", "rollouts")
+    summed_metrics = ("reward_errors", "reward_timeouts", "rollouts")
 
     def __init__(
         self,
