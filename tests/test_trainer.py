@@ -111,6 +111,46 @@ def test_resume_reproduces_uninterrupted_run(tmp_path, teacher, resume_at):
         torch.testing.assert_close(value, reference[name], rtol=0, atol=0, msg=name)
 
 
+def damage_file(path, how: str) -> None:
+    """Truncate ``path`` to half its size, or flip one byte of its last (tensor data) byte at the same size."""
+    data = path.read_bytes()
+    path.write_bytes(data[: len(data) // 2] if how == "truncated" else data[:-1] + bytes([data[-1] ^ 0xFF]))
+
+
+@pytest.mark.parametrize("how", ["truncated", "corrupted"])
+def test_damaged_checkpoint_falls_back_to_the_previous_intact_one(tmp_path, caplog, how):
+    """The newest checkpoint's weights are cut short or altered in place (a corrupted byte still loads, with wrong
+    numbers): resuming detects it by its manifest, warns, sets it aside and continues from the one before, reaching
+    the uninterrupted run's weights exactly."""
+    overrides = dict(save_every=1, keep_checkpoints=0, ema=0.5)
+    full = DTMTrainer(small_config(tmp_path / "a", **overrides), model=tiny_model(), progress=False)
+    full.train()
+    reference = student_weights(full)
+
+    run_b = tmp_path / "b" / "run"
+    run_b.mkdir(parents=True)
+    for step in (3, 4):
+        shutil.copytree(tmp_path / "a" / "run" / f"step-{step:08d}", run_b / f"step-{step:08d}")
+    damage_file(run_b / "step-00000004" / "student.safetensors", how)
+    with caplog.at_level("WARNING", logger="dtm.training.checkpoint"):
+        resumed = DTMTrainer(small_config(tmp_path / "b", **overrides), model=tiny_model(), resume=True, progress=False)
+    assert resumed.state.step == 3
+    assert "step-00000004 is damaged (student.safetensors" in caplog.text
+    assert (run_b / ".damaged-step-00000004").is_dir()
+    resumed.train()
+    for name, value in student_weights(resumed).items():
+        torch.testing.assert_close(value, reference[name], rtol=0, atol=0, msg=name)
+
+
+def test_resume_with_every_checkpoint_damaged_is_an_error(tmp_path):
+    cfg = small_config(tmp_path, save_every=1, keep_checkpoints=2, a_end=1.0)
+    DTMTrainer(cfg, model=tiny_model(), progress=False).train()
+    for folder in (tmp_path / "run").glob("step-*"):
+        damage_file(folder / "optimizer.pt", "truncated")
+    with pytest.raises(RuntimeError, match=r"every checkpoint in .* is damaged"):
+        DTMTrainer(cfg, model=tiny_model(), resume=True, progress=False)
+
+
 @pytest.mark.parametrize("teacher", ["copy", "lora"])
 def test_gradient_checkpointing_switch_trains_the_same_weights(tmp_path, teacher):
     overrides = dict(teacher=teacher, a_end=1.0, lora=LoraSection(r=4, alpha=8))

@@ -300,8 +300,8 @@ class Trainer:
         return pool
 
     def _start(self) -> None:
-        """Resume from the latest checkpoint (``resume=True``) or start a fresh run folder."""
-        latest = ckpt.latest_checkpoint(self.out) if self.resume else None
+        """Resume from the newest intact checkpoint (``resume=True``) or start a fresh run folder."""
+        latest = self._intact_checkpoint() if self.resume else None
         if latest is not None:
             self.load_checkpoint(latest)
         elif self.accelerator.is_main_process:
@@ -309,6 +309,21 @@ class Trainer:
             self.log.path.unlink(missing_ok=True)  # a run killed before its first checkpoint starts over
         if self.cfg.log_with != "none":
             self.accelerator.init_trackers("dtm", config=json.loads(json.dumps(self.cfg.__dict__, default=str)))
+
+    def _intact_checkpoint(self) -> Path | None:
+        """The newest checkpoint whose files match its manifest: the main process first sets newer damaged ones aside
+        (truncated or altered files), with a warning. If every checkpoint is damaged, resuming would silently start
+        over, so that is an error."""
+        if self.accelerator.is_main_process:
+            ckpt.set_aside_damaged(self.out)
+        self.accelerator.wait_for_everyone()
+        latest = ckpt.latest_checkpoint(self.out)
+        if latest is None and any(self.out.glob(f"{ckpt.DAMAGED_PREFIX}{ckpt.STEP_PREFIX}*")):
+            raise RuntimeError(
+                f"every checkpoint in {self.out} is damaged (set aside as {ckpt.DAMAGED_PREFIX}*); nothing to resume "
+                "from: start over with --overwrite"
+            )
+        return latest
 
     # ---------------------------------------------------------------- rollouts and updates
 
