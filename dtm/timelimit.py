@@ -113,18 +113,17 @@ class Worker:
             self._stop()
 
     def _send(self, request: bytes) -> _Child:
-        """Send a request to the live worker, starting one if there is none or the last one has died."""
-        for attempt in range(2):
-            if not self._children:
-                self._children.append(self._fork())
+        """Send a request to the live worker, or to a fresh one if there is none or the last one has died."""
+        if self._children:
             try:
                 self._children[0].conn.send_bytes(request)
                 return self._children[0]
-            except OSError:  # died between calls (killed from outside): one fresh start
+            except OSError:  # it died between calls (killed from outside)
                 self._stop()
-                if attempt:
-                    raise WorkerError("the worker process could not be started") from None
-        raise AssertionError("unreachable")
+        child = self._fork()
+        self._children.append(child)
+        child.conn.send_bytes(request)
+        return child
 
     def _stop(self) -> None:
         _kill_children(self._children)
@@ -133,8 +132,9 @@ class Worker:
         parent_end, child_end = Pipe()
         own_group = not _inside_worker
         parent = os.getpid()
-        sys.stdout.flush()
-        sys.stderr.flush()
+        for stream in (sys.stdout, sys.stderr):  # or the worker would write their buffered text a second time
+            if stream is not None:
+                stream.flush()
         pid = os.fork()
         if pid == 0:  # the worker: serve until the parent goes away, never return into the caller's code
             code = 0

@@ -8,6 +8,7 @@ import contextlib
 import gc
 import multiprocessing
 import os
+import signal
 import subprocess
 import sys
 import textwrap
@@ -62,6 +63,9 @@ def test_results_errors_and_closures_come_back():
     assert divide.call(4, timeout=HOUR) == 0.25  # the same worker goes on after an error
     worker.close()
     assert worker.call(0, timeout=HOUR) == 11  # a new worker after close
+    os.kill(worker._children[0].pid, signal.SIGKILL)  # killed from outside between calls
+    os.waitpid(worker._children[0].pid, 0)
+    assert worker.call(1, timeout=HOUR) == 12  # a new worker takes over
     worker.close()
     divide.close()
 
