@@ -2,7 +2,7 @@
 summary table of the ratios they report.
 
 Each benchmark prints ``RESULT <what> | <ratio> | <target>`` lines (see ``common.summary_line``); this script streams
-their full output and collects those lines. Total wall time on the 2-core CPU machine: about 3 minutes.
+their full output and collects those lines. Total wall time on the 2-core CPU machine: about 4 minutes.
 
     .venv/bin/python benchmarks/run_all.py
     .venv/bin/python benchmarks/run_all.py --only sampler prefix_cache
@@ -19,7 +19,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 HERE = Path(__file__).resolve().parent
-BENCHMARKS = ["loss_step", "sampler", "dtm_step", "prefix_cache"]
+BENCHMARKS = ["loss_step", "sampler", "dtm_step", "prefix_cache", "reward_limit"]
 
 
 @dataclass

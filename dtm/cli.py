@@ -93,6 +93,8 @@ def cmd_eval(args: argparse.Namespace) -> None:
     ]
     cfg = load_config(EvalConfig, args.config, [*flags, *args.overrides])
     rows = run_eval(cfg, overwrite=args.overwrite, progress=not args.no_progress)
+    for row in rows:
+        print(f"length {row['gen_length']}: {row['reused']} of {row['n']} samples reused from {cfg.output_dir}")
     print(markdown_table(rows))
     print(f"samples and results: {cfg.output_dir}")
 

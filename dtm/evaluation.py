@@ -5,10 +5,16 @@ Accuracy is the task's evaluation metric (``task.score`` where defined, else exa
 empty cells over empty cells, as in the paper; the other tasks count correct answers. Samples are written batch by
 batch, so an interrupted evaluation resumes from its JSONL files and gives the same numbers as an uninterrupted one:
 batch b is decoded with a generator seeded by (seed, b), whatever ran before it.
+
+Samples are reused only when they came from the same model, data and settings: the output folder records the settings
+(``eval_config.yaml``), a SHA-256 of every file of the model folder and the adapter folder, and a SHA-256 of each
+length's prompts (token ids, attention mask and metadata) in ``eval_fingerprint.json``. Anything else is refused with
+a message naming what changed (``overwrite=True`` recomputes from scratch instead).
 """
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 import shutil
@@ -24,9 +30,11 @@ from dtm.models.base import DiffusionLM
 from dtm.models.loading import LoadOptions, load_tokenizer
 from dtm.sampling import SamplingConfig, rollout
 from dtm.tasks import TokenTask, build_task, task_names
+from dtm.tasks.base import PromptBatch
 from dtm.tasks.tokenized import TokenizedTextTask
 
 CONFIG_FILE = "eval_config.yaml"
+FINGERPRINT_FILE = "eval_fingerprint.json"
 
 
 @dataclass
@@ -119,10 +127,51 @@ def read_samples(path: Path) -> list[dict[str, Any]]:
     return records
 
 
-def prepare_output(cfg: EvalConfig, overwrite: bool) -> Path:
-    """Create the output folder; an existing one is resumed only if it holds the same settings."""
+def files_digest(folders: list[Path]) -> str:
+    """SHA-256 over every file of ``folders`` (relative paths and contents, in a fixed order)."""
+    digest = hashlib.sha256()
+    for index, folder in enumerate(folders):
+        for file in sorted(p for p in folder.rglob("*") if p.is_file()):
+            digest.update(f"{index}:{file.relative_to(folder).as_posix()}\0".encode())
+            with file.open("rb") as f:
+                digest.update(hashlib.file_digest(f, "sha256").digest())
+    return digest.hexdigest()
+
+
+def model_fingerprint(cfg: EvalConfig) -> str:
+    """The hash of the evaluated model: every file of the model folder and of the adapter folder, if any."""
+    folders = [Path(cfg.model)] + ([resolve_adapter(cfg.adapter)] if cfg.adapter else [])
+    return files_digest(folders)
+
+
+def data_fingerprint(prompts: PromptBatch) -> str:
+    """The hash of the evaluated prompts: token ids, attention mask and metadata."""
+    digest = hashlib.sha256()
+    for tensor in (prompts.ids, prompts.attention_mask):
+        digest.update(json.dumps(tensor.tolist()).encode())
+    digest.update(json.dumps(prompts.meta, sort_keys=True, default=str).encode())
+    return digest.hexdigest()
+
+
+def _write_fingerprint(out: Path, fingerprint: dict[str, Any]) -> None:
+    tmp = out / f".{FINGERPRINT_FILE}.tmp"
+    tmp.write_text(json.dumps(fingerprint, indent=2))
+    tmp.replace(out / FINGERPRINT_FILE)
+
+
+def _refuse(out: Path, what: str) -> FileExistsError:
+    return FileExistsError(
+        f"{out} holds samples of {what}; they cannot be reused. Use --overwrite to recompute them, or another "
+        "--output-dir"
+    )
+
+
+def prepare_output(cfg: EvalConfig, overwrite: bool, model_hash: str) -> tuple[Path, dict[str, Any]]:
+    """Create the output folder; an existing one is resumed only if it holds the same settings and model. Returns the
+    folder and its fingerprint (``{"model": hash, "data": {gen_length: hash}}``)."""
     out = Path(cfg.output_dir)
     saved = out / CONFIG_FILE
+    fingerprint: dict[str, Any] = {"model": model_hash, "data": {}}
     if saved.is_file() and not overwrite:
         import yaml
 
@@ -131,11 +180,19 @@ def prepare_output(cfg: EvalConfig, overwrite: bool) -> Path:
             raise FileExistsError(
                 f"{out} holds an evaluation with other settings; use --overwrite or another --output-dir"
             )
+        if any(out.glob("samples-len*.jsonl")):
+            path = out / FINGERPRINT_FILE
+            stored = json.loads(path.read_text()) if path.is_file() else {}
+            if stored.get("model") != model_hash:
+                what = "another model (its weight or adapter files differ)" if stored else "an unrecorded model"
+                raise _refuse(out, what)
+            fingerprint["data"] = stored.get("data", {})
     elif out.exists() and overwrite:
         shutil.rmtree(out)
     out.mkdir(parents=True, exist_ok=True)
     save_config(cfg, saved)
-    return out
+    _write_fingerprint(out, fingerprint)
+    return out, fingerprint
 
 
 def prompt_text(task: TokenTask, ids: torch.Tensor, mask: torch.Tensor, meta: dict[str, Any]) -> str:
@@ -145,9 +202,16 @@ def prompt_text(task: TokenTask, ids: torch.Tensor, mask: torch.Tensor, meta: di
 
 
 def evaluate_length(
-    cfg: EvalConfig, model: DiffusionLM, task: TokenTask, gen_length: int, out: Path, progress: bool
-) -> list[dict[str, Any]]:
-    """Decode and score every example at one generation length; return all sample records (resumed ones too)."""
+    cfg: EvalConfig,
+    model: DiffusionLM,
+    task: TokenTask,
+    gen_length: int,
+    out: Path,
+    progress: bool,
+    fingerprint: dict[str, Any],
+) -> tuple[list[dict[str, Any]], int]:
+    """Decode and score every example at one generation length; return all sample records (reused ones too) and the
+    number reused from an earlier run. Samples are reused only for the prompts they were written for."""
     sampling = cfg.sampling(gen_length)
     check(
         task.gen_length == gen_length,
@@ -158,6 +222,11 @@ def evaluate_length(
     path = out / f"samples-len{gen_length}.jsonl"
     records = read_samples(path)
     done = len(records)
+    data_hash = data_fingerprint(prompts)
+    if done and fingerprint["data"].get(str(gen_length)) != data_hash:
+        raise _refuse(out, f"other prompts at length {gen_length} (the task's data or tokenizer changed)")
+    fingerprint["data"][str(gen_length)] = data_hash
+    _write_fingerprint(out, fingerprint)
     device = next(model.parameters()).device
     bar = tqdm(total=len(prompts), initial=done, desc=f"eval len {gen_length}", disable=not progress)
     with path.open("a") as f:
@@ -188,10 +257,10 @@ def evaluate_length(
             os.fsync(f.fileno())
             bar.update(len(batch) - max(0, done - start))
     bar.close()
-    return records
+    return records, done
 
 
-def summarize(cfg: EvalConfig, gen_length: int, records: list[dict[str, Any]]) -> dict[str, Any]:
+def summarize(cfg: EvalConfig, gen_length: int, records: list[dict[str, Any]], reused: int) -> dict[str, Any]:
     n = len(records)
     return {
         "task": cfg.task,
@@ -207,6 +276,7 @@ def summarize(cfg: EvalConfig, gen_length: int, records: list[dict[str, Any]]) -
         "accuracy": 100 * sum(r["score"] for r in records) / n,
         "exact": 100 * sum(r["correct"] for r in records) / n,
         "reward": sum(r["reward"] for r in records) / n,
+        "reused": reused,
     }
 
 
@@ -229,8 +299,9 @@ def markdown_table(rows: list[dict[str, Any]]) -> str:
 
 
 def run_eval(cfg: EvalConfig, *, overwrite: bool = False, progress: bool = True) -> list[dict[str, Any]]:
-    """Evaluate at every generation length; write samples, ``results.json`` and ``results.md``; return the rows."""
-    out = prepare_output(cfg, overwrite)
+    """Evaluate at every generation length; write samples, ``results.json`` and ``results.md``; return the rows (with
+    ``reused``: the samples of each length taken from an earlier run of the same model, data and settings)."""
+    out, fingerprint = prepare_output(cfg, overwrite, model_fingerprint(cfg))
     model, tokenizer = load_for_eval(cfg)
     rows = []
     for gen_length in cfg.gen_lengths:
@@ -243,8 +314,8 @@ def run_eval(cfg: EvalConfig, *, overwrite: bool = False, progress: bool = True)
             max_prompt_length=cfg.max_prompt_length,
             truncation=cfg.prompt_truncation,
         )
-        records = evaluate_length(cfg, model, task, gen_length, out, progress)
-        rows.append(summarize(cfg, gen_length, records))
+        records, reused = evaluate_length(cfg, model, task, gen_length, out, progress, fingerprint)
+        rows.append(summarize(cfg, gen_length, records, reused))
     (out / "results.json").write_text(json.dumps(rows, indent=2))
     (out / "results.md").write_text(markdown_table(rows) + "\n")
     return rows

@@ -19,7 +19,10 @@ EXTRA=$(printf ' %q' "$@")
 ACCELERATE_CONFIG=${ACCELERATE_CONFIG:-configs/accelerate/multi_node_ddp.yaml}
 GPUS_PER_NODE=${GPUS_PER_NODE:-${SLURM_GPUS_ON_NODE:-2}}
 NUM_NODES=${SLURM_NNODES:?run under sbatch/srun}
-MAIN_IP=$(scontrol show hostnames "$SLURM_JOB_NODELIST" | head -n 1)
+# The whole host list first, then its first line: `scontrol ... | head -n 1` lets head exit before scontrol has written
+# a long list, and the SIGPIPE that ends scontrol then fails the job under pipefail.
+NODES=$(scontrol show hostnames "$SLURM_JOB_NODELIST")
+MAIN_IP=${NODES%%$'\n'*}
 MAIN_PORT=${MAIN_PORT:-29500}
 mkdir -p logs
 

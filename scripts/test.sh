@@ -1,5 +1,21 @@
 #!/usr/bin/env bash
-# The test suite: set up on first use, lint, then run every fast test (pass -m slow for the slow ones).
+# The test suite: set up on first use, lint the Python and shell code, then run every fast test (pass -m slow for the
+# slow ones).
+# shellcheck source=scripts/venv.sh
 source "$(dirname "$0")/venv.sh"
 .venv/bin/ruff check .
+if ! command -v shellcheck >/dev/null; then
+    if command -v apt-get >/dev/null; then
+        # Installed from the distribution's packages on first use (the package lists are refreshed only if needed).
+        sudo=()
+        [ "$(id -u)" -eq 0 ] || sudo=(sudo)
+        "${sudo[@]}" apt-get install -y -qq shellcheck >/dev/null 2>&1 ||
+            { "${sudo[@]}" apt-get update -qq && "${sudo[@]}" apt-get install -y -qq shellcheck >/dev/null; }
+    else
+        echo "shellcheck is not installed and there is no apt-get to install it: shell scripts not checked" >&2
+    fi
+fi
+if command -v shellcheck >/dev/null; then
+    shellcheck -x scripts/*.sh .ci/run
+fi
 exec .venv/bin/pytest "$@"

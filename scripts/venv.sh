@@ -1,3 +1,4 @@
+# shellcheck shell=bash
 # Create .venv and install the pinned requirements and the package on first use (sourced by the other scripts).
 set -euo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/.."

@@ -22,15 +22,19 @@ from dtm.training.dtm import DTMConfig, DTMTrainer, MicroBatch
 
 
 class FixedBatchTrainer(DTMTrainer):
-    def _micro_batch(self, index: int) -> MicroBatch:
+    micro_batches_drawn = 0  # an optimizer step draws grad_accum of them: the index within the step is this mod that
+
+    def _micro_batch(self, h: float) -> MicroBatch:
         cfg = self.cfg
+        index = self.micro_batches_drawn % cfg.grad_accum
+        self.micro_batches_drawn += 1
         global_index = self.accelerator.process_index * cfg.grad_accum + index
         g = torch.Generator().manual_seed(10_000 * self.state.step + global_index)
         prompts = self.task.prompts(cfg.micro_batch, split="train", seed=10_000 * self.state.step + global_index)
         responses = self.task.demonstrations(prompts, g)
-        rewards = torch.rand(cfg.micro_batch, generator=g)
+        log_tilt = h * torch.rand(cfg.micro_batch, generator=g)
         state = sar_masked_states(responses, cfg.sampling.block_length, self.mask_id, g)
-        return MicroBatch(prompts.ids, prompts.attention_mask, responses, rewards, state)
+        return MicroBatch(prompts.ids, prompts.attention_mask, responses, log_tilt, None, state)
 
 
 if __name__ == "__main__":

@@ -65,12 +65,13 @@ def test_slurm_script_is_valid_bash_and_uses_the_multi_node_config():
     assert "configs/accelerate/multi_node_ddp.yaml" in text and "--machine_rank \\$SLURM_NODEID" in text
 
 
-def test_slurm_script_composes_one_accelerate_launch_per_node(tmp_path):
-    """Fake scontrol/srun/accelerate on PATH: the per-node command carries the node's rank and all settings."""
+def run_slurm_script(tmp_path: Path, scontrol: str) -> list[str]:
+    """Run the Slurm script with fake scontrol (body ``scontrol``), srun and accelerate on PATH; return the argv that
+    reached accelerate."""
     bin_dir = tmp_path / "bin"
     bin_dir.mkdir()
     fakes = {
-        "scontrol": 'printf "gpu-a\\ngpu-b\\n"',
+        "scontrol": scontrol,
         "srun": 'shift; SLURM_NODEID=1 "$@"',  # drop --kill-on-bad-exit, run as node 1
         "accelerate": 'printf "%s\\n" "$@" > "$FAKE_OUT"',
     }
@@ -82,7 +83,12 @@ def test_slurm_script_composes_one_accelerate_launch_per_node(tmp_path):
     env |= {"GPUS_PER_NODE": "4", "FAKE_OUT": str(out)}
     script = ROOT / "scripts" / "slurm_dtm.sh"
     subprocess.run(["bash", str(script), "run.yaml", "lr=1e-6", "output_dir=my run"], env=env, cwd=tmp_path, check=True)
-    argv = out.read_text().splitlines()
+    return out.read_text().splitlines()
+
+
+def test_slurm_script_composes_one_accelerate_launch_per_node(tmp_path):
+    """The per-node command carries the node's rank and all settings."""
+    argv = run_slurm_script(tmp_path, 'printf "gpu-a\\ngpu-b\\n"')
     assert argv[0] == "launch"
     tail = ["-m", "dtm.cli", "train", "--config", "run.yaml", "lr=1e-6", "output_dir=my run"]
     assert argv[-len(tail) :] == tail  # overrides with spaces survive the srun/bash -c hop
@@ -95,3 +101,11 @@ def test_slurm_script_composes_one_accelerate_launch_per_node(tmp_path):
         "--main_process_ip": "gpu-a",
         "--main_process_port": "29500",
     }
+
+
+def test_slurm_script_survives_a_host_list_longer_than_a_pipe_buffer(tmp_path):
+    """A fake scontrol that writes 4 MB of host names and fails if any write fails: a reader that stops after the
+    first line (``| head -n 1``) would end it with SIGPIPE, which pipefail turns into a failed job."""
+    scontrol = 'printf "gpu-a\\n"; for i in $(seq 200000); do printf "gpu-%08d-long-host-name\\n" "$i"; done'
+    argv = run_slurm_script(tmp_path, scontrol)
+    assert argv[argv.index("--main_process_ip") + 1] == "gpu-a"

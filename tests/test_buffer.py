@@ -1,12 +1,14 @@
-"""Replay buffer bookkeeping and reward scoring."""
+"""Replay buffer bookkeeping and reward scoring (failures, time limits)."""
 
 from __future__ import annotations
+
+import time
 
 import torch
 
 from dtm.tasks.increment import IncrementTask
 from dtm.training.buffer import ReplayBuffer
-from dtm.training.rewards import score
+from dtm.training.rewards import RewardScorer
 
 TASK = IncrementTask()
 
@@ -99,6 +101,29 @@ def test_score_sums_functions_and_isolates_failures():
     def nan_for_first(r, m):
         return [float("nan") if x["i"] == 0 else 0.0 for x in m]
 
-    rewards, errors = score([ones, picky, nan_for_first], responses, meta)
-    torch.testing.assert_close(rewards, torch.tensor([1.0, 1.5, 1.0, 2.5]))
-    assert errors == 2
+    scorer = RewardScorer([ones, picky, nan_for_first], timeout=600.0)
+    scores = scorer(responses, meta)
+    scorer.close()
+    torch.testing.assert_close(scores.rewards, torch.tensor([1.0, 1.5, 1.0, 2.5]))
+    assert (scores.errors, scores.timeouts) == (2, 0)
+
+
+def test_a_hanging_reward_costs_its_time_limit_scores_zero_and_is_counted():
+    """Rows 1 and 3 hang (an hour's sleep): the batch call and those two rows run out of time, the other rows score,
+    and the whole batch takes about (1 + 2) limits, not an hour."""
+    responses = torch.arange(12).reshape(4, 3)
+    meta = [{"i": i} for i in range(4)]
+
+    def hangs_on_odd_rows(r, m):
+        if any(x["i"] % 2 for x in m):
+            time.sleep(3600)
+        return [1.0 + x["i"] for x in m]
+
+    scorer = RewardScorer([hangs_on_odd_rows, lambda r, m: [0.5] * len(m)], timeout=0.3)
+    start = time.monotonic()
+    scores = scorer(responses, meta)
+    assert time.monotonic() - start < 60
+    torch.testing.assert_close(scores.rewards, torch.tensor([1.5, 0.5, 3.5, 0.5]))
+    assert (scores.errors, scores.timeouts) == (0, 2)
+    torch.testing.assert_close(scorer(responses[::2], meta[::2]).rewards, torch.tensor([1.5, 3.5]))  # worker is back
+    scorer.close()

@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import os
 import shutil
-import socket
 import subprocess
 import sys
 from pathlib import Path
@@ -19,36 +18,16 @@ WORKER = Path(__file__).with_name("distributed_worker.py")
 ENV = {**os.environ, "OMP_NUM_THREADS": "1", "HF_HUB_OFFLINE": "1", "HF_DATASETS_OFFLINE": "1"}
 
 
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
 def run(command: list[str]) -> None:
     result = subprocess.run(command, env=ENV, capture_output=True, text=True, timeout=300)
     assert result.returncode == 0, result.stderr[-3000:]
 
 
 def launch(config: Path, prefix: Path, *extra: str) -> None:
-    """Two ranks of the worker under torch.distributed.run."""
-    run(
-        [
-            sys.executable,
-            "-m",
-            "torch.distributed.run",
-            "--nproc_per_node",
-            "2",
-            "--master_addr",
-            "127.0.0.1",
-            "--master_port",
-            str(free_port()),
-            str(WORKER),
-            str(config),
-            str(prefix),
-            *extra,
-        ]
-    )
+    """Two ranks of the worker under torch.distributed.run. ``--standalone`` lets the rendezvous store bind a free
+    port itself: a port picked here and released before the launch could be taken by another process meanwhile."""
+    launcher = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "2"]
+    run([*launcher, str(WORKER), str(config), str(prefix), *extra])
 
 
 def write_config(path: Path, out: Path, **changes: object) -> None:

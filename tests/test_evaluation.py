@@ -1,9 +1,11 @@
 """The evaluation harness: per-sample JSONL, accuracy tables naming their settings, exact resume after an
-interruption, adapters, text tasks through a tokenizer, and the ``dtm eval`` command."""
+interruption (only for the same model, data and settings), adapters, text tasks through a tokenizer, and the
+``dtm eval`` command."""
 
 from __future__ import annotations
 
 import json
+import shutil
 
 import pytest
 import torch
@@ -66,7 +68,65 @@ def test_interrupted_evaluation_resumes_to_identical_samples(sudoku_model, tmp_p
     path.write_text("".join(kept) + '{"index": 5, "compl')
     rows = run_eval(cut, progress=False)
     assert path.read_text() == reference
-    assert rows[0]["n"] == 10
+    assert rows[0]["n"] == 10 and rows[0]["reused"] == 5
+    assert run_eval(cut, progress=False)[0]["reused"] == 10  # a finished evaluation reruns from its samples
+
+
+def test_changed_model_at_the_same_path_is_not_resumed(sudoku_model, tmp_path):
+    """Same folder, same settings, other weights: the old samples are refused, not reprinted."""
+    folder = tmp_path / "model"
+    shutil.copytree(sudoku_model, folder)
+    run_eval(config(folder, tmp_path / "e"), progress=False)
+    old = [s["completion"] for s in lines(tmp_path / "e" / "samples-len16.jsonl")]
+    torch.manual_seed(5)
+    cfg = TinyModelConfig(vocab_size=VOCAB_SIZE, mask_token_id=1, hidden_size=32, num_layers=2, num_heads=4)
+    retrained = build_tiny_model(cfg)
+    with torch.no_grad():
+        for param in retrained.parameters():
+            param.normal_(0, 0.5)  # outputs that depend on the input, unlike a fresh init's
+    save_model(retrained, folder)  # retrained in place
+    with pytest.raises(FileExistsError, match=r"samples of another model .* Use --overwrite"):
+        run_eval(config(folder, tmp_path / "e"), progress=False)
+    assert run_eval(config(folder, tmp_path / "e"), overwrite=True, progress=False)[0]["reused"] == 0
+    run_eval(config(folder, tmp_path / "fresh"), progress=False)
+    new = lines(tmp_path / "e" / "samples-len16.jsonl")
+    assert new == lines(tmp_path / "fresh" / "samples-len16.jsonl")
+    assert [s["completion"] for s in new] != old  # the old samples would have been wrong numbers
+
+
+def test_changed_adapter_is_not_resumed(sudoku_model, tmp_path):
+    model = load_model(sudoku_model)
+    peft = get_peft_model(model.model, LoraConfig(r=4, target_modules=["q_proj", "v_proj"]))
+    peft.save_pretrained(str(tmp_path / "adapter"))
+    cfg = config(sudoku_model, tmp_path / "e", adapter=str(tmp_path / "adapter"))
+    run_eval(cfg, progress=False)
+    weights = tmp_path / "adapter" / "adapter_model.safetensors"
+    weights.write_bytes(weights.read_bytes()[:-1] + b"\x01")  # one byte of the adapter changed
+    with pytest.raises(FileExistsError, match="another model"):
+        run_eval(cfg, progress=False)
+
+
+def test_changed_data_is_not_resumed(tmp_path):
+    """A local data file edited between two runs with the same settings: the old samples are refused."""
+    folder = builtin_model_folder(tmp_path / "model")
+    data = tmp_path / "countdown.jsonl"
+    records = [{"nums": [3, 5, 7], "target": 15}, {"nums": [2, 4, 6], "target": 12}]
+    data.write_text("".join(json.dumps(r) + "\n" for r in records))
+    cfg = EvalConfig(
+        model=str(folder),
+        task="countdown",
+        task_options={"source": str(data), "style": "chat"},
+        gen_lengths=[8],
+        block_length=8,
+        num_examples=2,
+        output_dir=str(tmp_path / "e"),
+    )
+    assert run_eval(cfg, progress=False)[0]["reused"] == 0
+    assert run_eval(cfg, progress=False)[0]["reused"] == 2
+    records[1]["target"] = 48
+    data.write_text("".join(json.dumps(r) + "\n" for r in records))
+    with pytest.raises(FileExistsError, match="other prompts at length 8"):
+        run_eval(cfg, progress=False)
 
 
 def test_existing_output_with_other_settings_is_not_mixed(sudoku_model, tmp_path):
@@ -126,7 +186,10 @@ def test_eval_command(sudoku_model, tmp_path, capsys):
     main([*argv, "--block-length", "8", "--num-examples", "5", "--output-dir", str(out), "--no-progress"])
     printed = capsys.readouterr().out
     assert "| sudoku_digits | - | 16 | 8 | 8 | no |" in printed
+    assert f"length 16: 0 of 5 samples reused from {out}" in printed
     assert len(lines(out / "samples-len16.jsonl")) == 5
+    main([*argv, "--block-length", "8", "--num-examples", "5", "--output-dir", str(out), "--no-progress"])
+    assert f"length 16: 5 of 5 samples reused from {out}" in capsys.readouterr().out
     with pytest.raises(SystemExit) as exit_info:
         main(["eval", "--model", str(sudoku_model), "--task", "nope", "--output-dir", str(out)])
     assert exit_info.value.code == 2

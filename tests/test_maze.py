@@ -478,12 +478,13 @@ def test_train_and_test_are_disjoint(task):
 
 
 def test_prompts_and_demonstrations_are_fast(task):
-    t0 = time.perf_counter()
+    """Measured in CPU time of this process, which load from other processes does not inflate."""
+    t0 = time.process_time()
     prompts = task.prompts(2000, split="test", seed=11)
-    assert time.perf_counter() - t0 < 3.0
-    t0 = time.perf_counter()
+    assert time.process_time() - t0 < 3.0
+    t0 = time.process_time()
     task.demonstrations(prompts, torch.Generator().manual_seed(0))
-    assert time.perf_counter() - t0 < 3.0
+    assert time.process_time() - t0 < 3.0
 
 
 # ------------------------------------------------------------------------------------------- demonstrations

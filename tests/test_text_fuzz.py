@@ -3,19 +3,22 @@
 Strings fed in total: 10,000 (countdown 3,200 + sudoku 3,200 + gsm8k 3,200 + math500 400; MATH500 fewer because
 math-verify takes milliseconds per tagged answer). Each string is arbitrary ``text()`` or built by an adversarial
 strategy: huge numbers, deeply nested parentheses, division by zero, power towers, unicode digits, answer tags and
-``\\boxed{`` around junk, unbalanced tags and braces.
+``\\boxed{`` around junk, unbalanced tags and braces. Countdown answers built to stress the evaluator (nesting,
+length and digit count up to and past its limits, digits of other scripts) must each be scored within 100 ms of CPU
+time, and a correct one must score 1.
 """
 
 from __future__ import annotations
 
 import math
 import random
+import time
 
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from dtm.tasks.text import get_text_task
-from dtm.tasks.text.arithmetic import evaluate
+from dtm.tasks.text.arithmetic import MAX_CHARS, evaluate
 from dtm.tasks.text.base import TextExample
 from dtm.tasks.text.extract import answer_tag, last_boxed, last_number, parse_number
 
@@ -183,3 +186,36 @@ def test_gsm8k_never_raises(strings):  # 160 x 20 = 3,200 strings
 @given(st.lists(STRINGS, min_size=10, max_size=10))
 def test_math500_never_raises(strings):  # 40 x 10 = 400 strings (math-verify is the slow part)
     check("math500", strings, timeout=0.5)
+
+
+DIGIT_ZEROS = [0x30, 0x660, 0x966, 0xFF10, 0x1D7CE]  # ASCII, Arabic-Indic, Devanagari, full-width, mathematical bold
+
+
+@st.composite
+def stressed_countdown_answer(draw) -> tuple[str, bool]:
+    """A Countdown answer for 44, 19, 35 -> 98 that stresses the evaluator, and whether it is correct: the three
+    numbers in a random valid shape, wrapped in up to 6,000 parentheses, padded with up to 6,000 spaces, with up to
+    6,000 leading zeros on a literal, a chain of up to 3,000 extra ``+0`` terms or ``*1`` factors (then wrong: extra
+    numbers), written in the digits of one script."""
+    a, b, c = draw(st.permutations(["44", "19", "35"]))
+    depth = draw(st.integers(0, 6_000))
+    zeros = "0" * draw(st.integers(0, 6_000))
+    pad = " " * draw(st.integers(0, 6_000))
+    extra = draw(st.sampled_from(["", "+0", "*1"])) * draw(st.integers(0, 3_000))
+    core = f"({zeros}{a}+{b}){pad}+{c}" if a != "35" else f"{a}+({b}+{c})"
+    text = "(" * depth + core + extra + ")" * depth
+    zero = draw(st.sampled_from(DIGIT_ZEROS))
+    text = text.translate({0x30 + i: zero + i for i in range(10)})
+    correct = not extra and len(text) <= MAX_CHARS
+    return f"<answer>{text}</answer>", correct
+
+
+@settings(max_examples=200, deadline=None, database=None)
+@given(stressed_countdown_answer())
+def test_countdown_scores_stressed_answers_within_100_ms(answer):
+    text, correct = answer
+    task = get_text_task("countdown")
+    start = time.thread_time()  # CPU time: the work done, which load on the machine does not inflate
+    reward = task.reward(text, EXAMPLES["countdown"])
+    assert time.thread_time() - start < 0.1
+    assert reward == (1.0 if correct else 0.1)

@@ -2,18 +2,31 @@
 
 from __future__ import annotations
 
+import threading
 import time
 from fractions import Fraction
 
 import pytest
 
-from dtm.tasks.text import get_text_task
-from dtm.tasks.text.arithmetic import MAX_CHARS, MAX_DEPTH, evaluate
+from dtm.tasks.text import get_text_task, math_equiv
+from dtm.tasks.text.arithmetic import MAX_CHARS, evaluate
 from dtm.tasks.text.base import TextExample
-from dtm.tasks.text.extract import answer_tag, format_number, last_boxed, last_number, parse_number
-from dtm.tasks.text.math_equiv import call_with_time_limit, cheap_enough, equivalent, normalise
+from dtm.tasks.text.extract import (
+    answer_tag,
+    format_number,
+    last_boxed,
+    last_number,
+    parse_number,
+)
+from dtm.tasks.text.math_equiv import cheap_enough, equivalent, normalise
+from dtm.timelimit import Worker, expired_calls
 
 # ------------------------------------------------------------------------------------------------ safe evaluator
+
+
+def full_width(text: str) -> str:
+    """``text`` with its ASCII digits written as full-width digits (U+FF10 to U+FF19)."""
+    return text.translate({ord("0") + i: 0xFF10 + i for i in range(10)})
 
 
 @pytest.mark.parametrize(
@@ -30,6 +43,12 @@ from dtm.tasks.text.math_equiv import call_with_time_limit, cheap_enough, equiva
         (" \n 44 + 19\t+ 35 \n", 98, (44, 19, 35)),  # whitespace, newlines inside
         ("((((5))))", 5, (5,)),
         ("0", 0, (0,)),
+        ("007+1", 8, (7, 1)),  # leading zeros read as a person reads them
+        ("(" * 4000 + "44+19" + ")" * 4000 + "+35", 98, (44, 19, 35)),  # nested far deeper than Python's parser allows
+        ("+".join(["1"] * 3000), 3000, (1,) * 3000),  # a long chain: no recursion anywhere
+        ("((44)+((19)))" + " " * 5000 + "+35", 98, (44, 19, 35)),
+        ("1000000000", 10**9, (10**9,)),  # MAX_LITERAL itself
+        ("0" * 5000 + "7", 7, (7,)),  # many digits, small value
     ],
 )
 def test_evaluate_valid(expression, value, literals):
@@ -60,7 +79,6 @@ def test_evaluate_valid(expression, value, literals):
         "1e3",
         "0x10",
         "1_000",
-        "007",  # leading zeros: a syntax error
         "2 3",
         "",
         "   ",
@@ -73,8 +91,13 @@ def test_evaluate_valid(expression, value, literals):
         "\uff13+1",  # full-width digit
         "1" * 10 + "+1",  # a literal above MAX_LITERAL
         "*".join(["999999999"] * 5),  # an intermediate result above MAX_MAGNITUDE
-        "(" * (MAX_DEPTH + 1) + "1" + ")" * (MAX_DEPTH + 1),  # nesting too deep
-        "+".join(["1"] * (MAX_DEPTH + 2)),  # AST too deep without parentheses
+        "4 4",  # juxtaposition
+        "2(3)",
+        "(1)2",
+        "1+",
+        "*2",
+        "((1)",
+        "1+(2*)3",
         "1+" * MAX_CHARS + "1",  # too long
         "(" * 5000 + "1" + ")" * 5000,
         "9" * 5000,
@@ -84,11 +107,30 @@ def test_evaluate_invalid(expression):
     assert evaluate(expression) is None
 
 
-def test_evaluate_never_slow_on_hostile_input():
-    start = time.perf_counter()
-    for text in ["9**9**9**9", "(" * 100_000, "1" * 100_000, "1+" * 50_000 + "1", "99999999*" * 20 + "9"]:
-        assert evaluate(text) is None
-    assert time.perf_counter() - start < 1.0
+HOSTILE = [
+    "9**9**9**9",
+    "(" * 100_000,
+    "1" * 100_000,
+    "1+" * 50_000 + "1",
+    "99999999*" * 20 + "9",
+    "(" * (MAX_CHARS // 2) + "1" + ")" * (MAX_CHARS // 2 - 1),  # nesting at the length limit, one ")" short
+    "(" * (MAX_CHARS // 2 - 1) + "1" + ")" * (MAX_CHARS // 2 - 1),  # the same, valid
+    "+".join(["999999999"] * (MAX_CHARS // 10)),  # the most operations that fit, each on large numbers
+    "*".join(["7"] * (MAX_CHARS // 2)),  # a product that outgrows MAX_MAGNITUDE
+    "/".join(["7"] * (MAX_CHARS // 2)),  # a quotient whose denominator does
+    "1/(" * (MAX_CHARS // 5) + "1" + ")" * (MAX_CHARS // 5),  # a continued fraction, deep
+    "0" * (MAX_CHARS - 1) + "1",  # a literal with many digits
+    "1" * MAX_CHARS,
+    " " * (MAX_CHARS - 1) + "1",
+]
+
+
+@pytest.mark.parametrize("text", HOSTILE, ids=range(len(HOSTILE)))
+def test_evaluate_returns_within_100_ms_on_hostile_input(text):
+    """Measured in this thread's CPU time, which a loaded machine does not inflate (the work is the bound)."""
+    start = time.thread_time()
+    evaluate(text)
+    assert time.thread_time() - start < 0.1
 
 
 def test_evaluate_rejects_non_strings():
@@ -101,8 +143,11 @@ def test_evaluate_rejects_non_strings():
 
 def test_answer_tag():
     assert answer_tag("<reasoning>x</reasoning>\n<answer>\n 2*4-3 \n</answer>") == "2*4-3"
-    assert answer_tag("<answer>1</answer> then <answer>2</answer>") == "2"
-    assert answer_tag("<answer>a<answer>b</answer>") == "b"
+    assert answer_tag("<answer>1</answer> then <answer>2</answer>") == "1"  # the first complete pair wins
+    assert answer_tag("<answer>(4+(36*61))</answer></answer>") == "(4+(36*61))"  # a stray closing tag after it
+    assert answer_tag("</answer> <answer>a</answer> <answer>b</answer>") == "a"  # and one before it
+    assert answer_tag("<answer>a</answer>b</answer>") == "a"
+    assert answer_tag("<answer>a<answer>b</answer>") == "b"  # a stray opening tag: the nearest one opens the pair
     assert answer_tag("<answer></answer>") == ""
     assert answer_tag("<answer>unclosed") is None
     assert answer_tag("</answer><answer>") is None
@@ -162,6 +207,12 @@ COUNTDOWN = TextExample("c", "", "98", {"numbers": [44, 19, 35], "target": 98})
         ("<answer>__import__('os')</answer>", 0.1),
         ("<answer></answer>", 0.1),
         ("<answer>44+19+35", 0.0),  # unclosed tag
+        ("<answer>44+19+35</answer></answer>", 1.0),  # a stray closing tag does not join the answer
+        ("<answer>44+19+35</answer> or <answer>44+19</answer>", 1.0),  # the first answer counts
+        ("<answer>" + full_width("44+19+35") + "</answer>", 1.0),  # full-width digits are digits
+        ("<answer>٤٤+١٩+٣٥</answer>", 1.0),  # Arabic-Indic digits too
+        ("<answer>44+19+3⁵</answer>", 0.1),  # a superscript is a power, not a digit
+        ("<answer>" + "(" * 1000 + "44+19" + ")" * 1000 + "+35</answer>", 1.0),  # deep but valid
         ("44+19+35", 0.0),  # no tag
         ("", 0.0),
     ],
@@ -200,7 +251,11 @@ SUDOKU = TextExample("s", "", "", {"puzzle": "0030340241202040", "solution": "12
         ("<answer>1234</answer>", 3),  # too short: cells 0, 1, 3 right, the missing ones wrong
         ("<answer>12343412412323419999</answer>", 7),  # too long: the first 16 digits count
         ("<answer>R1: 1 2 3 4</answer>", 1),  # "11234": row labels are digits too (as in d1/SPG)
-        ("<answer>١٢٣٤٣٤١٢٤١٢٣٢٣٤١</answer>", 0),  # Arabic-Indic digits are not digits here
+        ("<answer>١٢٣٤٣٤١٢٤١٢٣٢٣٤١</answer>", 7),  # Arabic-Indic digits are digits
+        ("<answer>" + full_width("1234341241232341") + "</answer>", 7),  # full-width
+        ("<answer>¹²³⁴³⁴¹²⁴¹²³²³⁴¹</answer>", 7),  # superscript
+        ("<answer>1²34341241232341</answer>", 7),  # one odd digit does not shift the later cells
+        ("<answer>1234341241232341</answer></answer>", 7),  # a stray closing tag
         ("<answer></answer>", 0),
         ("1234341241232341", 0),  # no tag
         ("<answer>1234341241232341", 0),  # unclosed
@@ -217,6 +272,7 @@ def test_sudoku_extract_answer():
     task = get_text_task("sudoku")
     assert task.extract_answer("<answer>12 34\n</answer>") == "1234"
     assert task.extract_answer("<answer>none</answer>") == ""
+    assert task.extract_answer("<answer>" + full_width("12 3") + "٤</answer>") == "1234"
     assert task.extract_answer("none") is None
 
 
@@ -308,18 +364,38 @@ def test_math_equivalence_helpers():
     assert equivalent("3", "3")
 
 
-def test_call_with_time_limit_interrupts_and_cleans_up():
-    import signal
+def test_math_verify_is_used_beyond_the_string_match():
+    assert normalise("\\frac{1}{2}") != normalise("0.5")
+    assert equivalent("\\frac{1}{2}", "0.5")
+    assert not equivalent("\\frac{1}{3}", "0.5")
 
-    def forever() -> None:
-        while True:
-            pass
 
-    before = signal.getsignal(signal.SIGALRM)
-    start = time.perf_counter()
-    assert call_with_time_limit(forever, 0.2) is None
-    assert time.perf_counter() - start < 2.0
-    assert signal.getsignal(signal.SIGALRM) == before
-    assert signal.getitimer(signal.ITIMER_REAL)[0] == 0
-    assert call_with_time_limit(lambda: 7, 1.0) == 7
-    assert call_with_time_limit(lambda: 1 / 0, 1.0) is None
+def hanging_verify(pred: str, gold: str) -> bool:
+    time.sleep(3600)
+    return True
+
+
+@pytest.mark.parametrize("in_thread", [False, True])
+def test_a_hanging_math_verify_is_stopped_and_counted(monkeypatch, in_thread):
+    """math-verify stuck (here: asleep for an hour) costs the time limit, in the main thread or any other, scores
+    not equivalent and is counted; the next comparison gets a working verifier again."""
+    hanging = Worker(hanging_verify)
+    monkeypatch.setattr(math_equiv, "_VERIFIER", hanging)
+    before = expired_calls()
+    results: list[bool] = []
+
+    def compare() -> None:
+        results.append(equivalent("x+1", "1+x", timeout=0.2))
+
+    start = time.monotonic()
+    if in_thread:
+        thread = threading.Thread(target=compare)
+        thread.start()
+        thread.join()
+    else:
+        compare()
+    assert results == [False] and time.monotonic() - start < 30
+    assert expired_calls() == before + 1
+    hanging.close()
+    monkeypatch.undo()
+    assert equivalent("x+1", "1+x", timeout=60.0)

@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import math
 import shutil
+import time
 
 import pytest
 import torch
@@ -110,6 +111,46 @@ def test_resume_reproduces_uninterrupted_run(tmp_path, teacher, resume_at):
         torch.testing.assert_close(value, reference[name], rtol=0, atol=0, msg=name)
 
 
+def damage_file(path, how: str) -> None:
+    """Truncate ``path`` to half its size, or flip one byte of its last (tensor data) byte at the same size."""
+    data = path.read_bytes()
+    path.write_bytes(data[: len(data) // 2] if how == "truncated" else data[:-1] + bytes([data[-1] ^ 0xFF]))
+
+
+@pytest.mark.parametrize("how", ["truncated", "corrupted"])
+def test_damaged_checkpoint_falls_back_to_the_previous_intact_one(tmp_path, caplog, how):
+    """The newest checkpoint's weights are cut short or altered in place (a corrupted byte still loads, with wrong
+    numbers): resuming detects it by its manifest, warns, sets it aside and continues from the one before, reaching
+    the uninterrupted run's weights exactly."""
+    overrides = dict(save_every=1, keep_checkpoints=0, ema=0.5)
+    full = DTMTrainer(small_config(tmp_path / "a", **overrides), model=tiny_model(), progress=False)
+    full.train()
+    reference = student_weights(full)
+
+    run_b = tmp_path / "b" / "run"
+    run_b.mkdir(parents=True)
+    for step in (3, 4):
+        shutil.copytree(tmp_path / "a" / "run" / f"step-{step:08d}", run_b / f"step-{step:08d}")
+    damage_file(run_b / "step-00000004" / "student.safetensors", how)
+    with caplog.at_level("WARNING", logger="dtm.training.checkpoint"):
+        resumed = DTMTrainer(small_config(tmp_path / "b", **overrides), model=tiny_model(), resume=True, progress=False)
+    assert resumed.state.step == 3
+    assert "step-00000004 is damaged (student.safetensors" in caplog.text
+    assert (run_b / ".damaged-step-00000004").is_dir()
+    resumed.train()
+    for name, value in student_weights(resumed).items():
+        torch.testing.assert_close(value, reference[name], rtol=0, atol=0, msg=name)
+
+
+def test_resume_with_every_checkpoint_damaged_is_an_error(tmp_path):
+    cfg = small_config(tmp_path, save_every=1, keep_checkpoints=2, a_end=1.0)
+    DTMTrainer(cfg, model=tiny_model(), progress=False).train()
+    for folder in (tmp_path / "run").glob("step-*"):
+        damage_file(folder / "optimizer.pt", "truncated")
+    with pytest.raises(RuntimeError, match=r"every checkpoint in .* is damaged"):
+        DTMTrainer(cfg, model=tiny_model(), resume=True, progress=False)
+
+
 @pytest.mark.parametrize("teacher", ["copy", "lora"])
 def test_gradient_checkpointing_switch_trains_the_same_weights(tmp_path, teacher):
     overrides = dict(teacher=teacher, a_end=1.0, lora=LoraSection(r=4, alpha=8))
@@ -201,6 +242,29 @@ def test_failing_reward_function_scores_zero_and_is_counted(tmp_path):
     even = torch.tensor([m["digits"][0] % 2 == 0 for m in meta])
     assert trainer.state.reward_errors > 0 and not even.all()
     assert read_metrics(tmp_path / "run")[-1]["reward_errors"] == trainer.state.reward_errors
+    torch.testing.assert_close(buffer.rewards, task.reward(buffer.responses, meta) + even.float())
+
+
+def test_hanging_reward_function_costs_its_time_limit_and_is_counted(tmp_path):
+    """A reward function that never returns on odd prompts (an hour's sleep) under reward_timeout=0.2: training ends
+    in seconds, those completions score 0 for it, and each is counted in reward_timeouts."""
+    task = IncrementTask()
+
+    def stuck_on_odd(responses, meta):
+        if any(m["digits"][0] % 2 for m in meta):
+            time.sleep(3600)
+        return [1.0] * len(meta)
+
+    cfg = small_config(tmp_path, a_end=1.0, steps_per_h=2, reward_timeout=0.2)
+    trainer = DTMTrainer(cfg, model=tiny_model(), reward_fns=[task.reward, stuck_on_odd], progress=False)
+    start = time.monotonic()
+    trainer.train()
+    assert time.monotonic() - start < 120
+    buffer = trainer.buffer
+    meta = buffer.pool.select(buffer.prompt_rows()).meta
+    even = torch.tensor([m["digits"][0] % 2 == 0 for m in meta])
+    assert trainer.state.reward_timeouts == int((~even).sum()) > 0 and trainer.state.reward_errors == 0
+    assert read_metrics(tmp_path / "run")[-1]["reward_timeouts"] == trainer.state.reward_timeouts
     torch.testing.assert_close(buffer.rewards, task.reward(buffer.responses, meta) + even.float())
 
 

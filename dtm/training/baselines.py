@@ -192,7 +192,7 @@ class PolicyGradientTrainer(Trainer):
     """The loop shared by the baselines; a method provides ``_prepare`` and ``_micro_loss``."""
 
     normalize_advantages = False
-    summed_metrics = ("reward_errors", "rollouts")
+    summed_metrics = ("reward_errors", "reward_timeouts", "rollouts")
 
     def __init__(
         self,
@@ -355,7 +355,11 @@ class PolicyGradientTrainer(Trainer):
             groups = batch.rewards.view(-1, cfg.num_generations)
             zero_std = (groups == groups[:, :1]).all(dim=1).float().mean().item()
             record.update(self.buffer.stats(), zero_std_groups=zero_std, skipped_steps=self.state.skipped_steps)
-            record.update(reward_errors=self.state.reward_errors, rollouts=self.state.rollouts)
+            record.update(
+                reward_errors=self.state.reward_errors,
+                reward_timeouts=self.state.reward_timeouts,
+                rollouts=self.state.rollouts,
+            )
             record.update(wall_time=self.state.wall_time)
             self._log(self._reduce(record))
             self._periodic_eval(cfg.steps)

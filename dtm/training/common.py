@@ -36,7 +36,7 @@ from dtm.tasks.base import PromptBatch, TokenTask
 from dtm.training import checkpoint as ckpt
 from dtm.training.accel import make_accelerator
 from dtm.training.logging import MetricsLog, prepare_run_dir
-from dtm.training.rewards import RewardFn, score
+from dtm.training.rewards import RewardFn, RewardScorer
 from dtm.training.teacher import add_lora_adapters, load_trainable_state, trainable_state
 
 RUN_STATE_BYTES = 1_000_000
@@ -79,6 +79,7 @@ class RunConfig:
     weight_decay: float = 0.1
     grad_clip: float = 1.0
     max_nonfinite_steps: int = 10
+    reward_timeout: float = 10.0  # seconds per reward call (a batch, or one completion when retried row by row)
     # Run.
     seed: int = 0
     output_dir: str = "runs/dtm"
@@ -107,6 +108,11 @@ class RunConfig:
         check(all(0 <= b < 1 for b in self.betas), "betas", f"must be in [0, 1), got {self.betas}")
         check(self.grad_clip > 0, "grad_clip", f"must be positive, got {self.grad_clip}")
         check(self.max_nonfinite_steps > 0, "max_nonfinite_steps", f"must be positive, got {self.max_nonfinite_steps}")
+        check(
+            self.reward_timeout > 0,
+            "reward_timeout",
+            f"must be a positive number of seconds, got {self.reward_timeout}",
+        )
         check(self.save_every >= 0, "save_every", f"must be >= 0 (0 = no periodic checkpoints), got {self.save_every}")
         check(self.eval_prompts >= 0, "eval_prompts", f"must be >= 0, got {self.eval_prompts}")
         check(self.eval_every >= 0, "eval_every", f"must be >= 0 (0 = only before and after), got {self.eval_every}")
@@ -121,6 +127,7 @@ class RunState:
     nonfinite_steps: int = 0
     skipped_steps: int = 0
     reward_errors: int = 0
+    reward_timeouts: int = 0
     rollouts: int = 0
     eval_seconds: float = 0.0  # time spent in held-out evaluations (not training)
     # Compute, machine-independent: tokens through the models' forward passes (rollouts, teacher or reference, trained
@@ -188,7 +195,7 @@ class Trainer:
     nonfinite_hint = "try a lower lr, or mixed_precision=no"
     # Metrics that are equal on every rank (not averaged) and counters summed over ranks, for ``_reduce``.
     rank_constant_metrics: tuple[str, ...] = ("lr",)
-    summed_metrics: tuple[str, ...] = ("reward_errors", "rollouts", "tokens_per_s")
+    summed_metrics: tuple[str, ...] = ("reward_errors", "reward_timeouts", "rollouts", "tokens_per_s")
 
     def __init__(
         self,
@@ -209,7 +216,7 @@ class Trainer:
             "sampling.gen_length",
             f"must equal the task's response length {self.task.gen_length}, got {cfg.sampling.gen_length}",
         )
-        self.reward_fns = reward_fns or [self.task.reward]
+        self.scorer = RewardScorer(reward_fns or [self.task.reward], cfg.reward_timeout)
         self.progress = progress
         self.resume = resume
         self.out = Path(cfg.output_dir)
@@ -336,9 +343,9 @@ class Trainer:
         return pool
 
     def _start(self) -> None:
-        """Resume from the latest checkpoint (``resume=True``) or start a fresh run folder."""
+        """Resume from the newest intact checkpoint (``resume=True``) or start a fresh run folder."""
         self.token_counter.state = self.state
-        latest = ckpt.latest_checkpoint(self.out) if self.resume else None
+        latest = self._intact_checkpoint() if self.resume else None
         if latest is not None:
             self.load_checkpoint(latest)
         elif self.accelerator.is_main_process:
@@ -347,15 +354,31 @@ class Trainer:
         if self.cfg.log_with != "none":
             self.accelerator.init_trackers("dtm", config=json.loads(json.dumps(self.cfg.__dict__, default=str)))
 
+    def _intact_checkpoint(self) -> Path | None:
+        """The newest checkpoint whose files match its manifest: the main process first sets newer damaged ones aside
+        (truncated or altered files), with a warning. If every checkpoint is damaged, resuming would silently start
+        over, so that is an error."""
+        if self.accelerator.is_main_process:
+            ckpt.set_aside_damaged(self.out)
+        self.accelerator.wait_for_everyone()
+        latest = ckpt.latest_checkpoint(self.out)
+        if latest is None and any(self.out.glob(f"{ckpt.DAMAGED_PREFIX}{ckpt.STEP_PREFIX}*")):
+            raise RuntimeError(
+                f"every checkpoint in {self.out} is damaged (set aside as {ckpt.DAMAGED_PREFIX}*); nothing to resume "
+                "from: start over with --overwrite"
+            )
+        return latest
+
     # ---------------------------------------------------------------- rollouts and updates
 
     def _rollout(self, prompts: PromptBatch) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
         """Rollouts of ``rollout_model`` for the buffer, scored by the reward functions."""
         responses = rollout(self.rollout_model, prompts, self.cfg.sampling, self.sample_generator)
-        rewards, errors = score(self.reward_fns, responses, prompts.meta)
-        self.state.reward_errors += errors
+        scores = self.scorer(responses, prompts.meta)
+        self.state.reward_errors += scores.errors
+        self.state.reward_timeouts += scores.timeouts
         self.state.rollouts += len(prompts)
-        return responses, rewards, self.task.is_correct(responses, prompts.meta)
+        return responses, scores.rewards, self.task.is_correct(responses, prompts.meta)
 
     def _apply_gradients(self, loss: float) -> tuple[float, bool]:
         """Clip the accumulated gradients and step the optimiser, unless the loss or gradient is not finite (then the
@@ -429,6 +452,7 @@ class Trainer:
         if self.accelerator.is_main_process:
             self._save_final(self.out / "final")
         self.accelerator.end_training()
+        self.scorer.close()
         return self.raw_student
 
     def _save_final(self, folder: Path) -> None:

@@ -348,7 +348,11 @@ class DTMTrainer(Trainer):
                 self._end_phase()
             record = {"step": self.state.step, "phase": phase, "a": a, "h": h, "lr": lr, **metrics}
             record.update(self.buffer.stats(), tokens_per_s=tokens_per_s)
-            record.update(reward_errors=self.state.reward_errors, rollouts=self.state.rollouts)
+            record.update(
+                reward_errors=self.state.reward_errors,
+                reward_timeouts=self.state.reward_timeouts,
+                rollouts=self.state.rollouts,
+            )
             self._log(self._reduce(record))
             if callback is not None:
                 with self.uncounted():

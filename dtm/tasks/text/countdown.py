@@ -2,12 +2,15 @@
 
 Reward (METHOD.md §6), in {0, 0.1, 1}:
 
-* 1.0 if the last ``<answer>...</answer>`` holds an expression that uses each given number exactly once (as a
-  multiset; no other numbers) and evaluates exactly to the target;
+* 1.0 if the first complete ``<answer>...</answer>`` holds an expression that uses each given number exactly once (as
+  a multiset; no other numbers) and evaluates exactly to the target;
 * 0.1 if an answer tag is present but its content is wrong: another value, numbers missing, repeated or extra, an
   equals sign, unary signs, ``**``, or anything :func:`dtm.tasks.text.arithmetic.evaluate` rejects (too long, too
-  deep, too large, division by zero);
+  large, division by zero);
 * 0.0 without a complete answer tag.
+
+Decimal digits in other scripts (full-width, Arabic-Indic...) are read as the digits they are
+(:func:`dtm.tasks.text.extract.ascii_decimal_digits`); superscript digits are not digits here (``3²`` is a power).
 
 Expressions are evaluated by our own safe evaluator (:mod:`dtm.tasks.text.arithmetic`), never by ``eval``.
 ``is_correct`` is reward == 1.0. The metric (``score``) is accuracy.
@@ -38,7 +41,7 @@ from typing import Any, ClassVar
 
 from dtm.tasks.text.arithmetic import evaluate
 from dtm.tasks.text.base import REASONING_FORMAT, TextExample, TextTask, as_example, get_field
-from dtm.tasks.text.extract import answer_tag
+from dtm.tasks.text.extract import answer_tag, ascii_decimal_digits
 from dtm.tasks.text.files import hub_records
 
 HUB_PATH = "Jiayi-Pan/Countdown-Tasks-3to4"
@@ -226,8 +229,9 @@ class CountdownTask(TextTask):
     # ------------------------------------------------------------------------------------------------ scoring
 
     def extract_answer(self, text: str) -> str | None:
-        """The content of the last complete ``<answer>`` tag (the expression), or None."""
-        return answer_tag(text)
+        """The expression in the first complete ``<answer>`` tag, its decimal digits in ASCII, or None."""
+        content = answer_tag(text)
+        return None if content is None else ascii_decimal_digits(content)
 
     def reward(self, completion: str, example: TextExample | Mapping[str, Any]) -> float:
         expression = self.extract_answer(completion)

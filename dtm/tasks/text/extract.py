@@ -1,35 +1,61 @@
-"""Pulling answers out of model output: the ``<answer>`` tag, ``\\boxed{}`` and plain numbers.
+"""Pulling answers out of model output: the ``<answer>`` tag, ``\\boxed{}``, plain numbers and Unicode digits.
 
-All functions take any string, run in time linear in its length and never raise; digits are ASCII only (a
-completion writing ``'٣'`` has not written the digit 3 as far as the rewards are concerned).
+All functions take any string, run in time linear in its length and never raise. Numbers (:func:`last_number`,
+:func:`parse_number`, used by GSM8K) are read in ASCII digits only; Sudoku and Countdown read other digits through
+:func:`grid_digits` and :func:`ascii_decimal_digits`.
 """
 
 from __future__ import annotations
 
 import re
+import unicodedata
 from fractions import Fraction
+from itertools import islice
 
 OPEN_TAG, CLOSE_TAG = "<answer>", "</answer>"
 MAX_NUMBER_CHARS = 64
 _NUMBER = re.compile(r"-?[0-9][0-9,]*(?:\.[0-9]+)?")
 _PLAIN_NUMBER = re.compile(r"-?[0-9]+(?:\.[0-9]+)?")
+_UNICODE_DECIMAL = re.compile(r"\d")  # str patterns: every character of Unicode category Nd, ASCII digits included
 
 
 def answer_tag(text: str) -> str | None:
-    """The stripped content of the last complete ``<answer>...</answer>`` pair, or None if there is none.
+    """The stripped content of the first complete ``<answer>...</answer>`` pair, or None if there is none.
 
-    "Last pair" means the last ``</answer>`` and the nearest ``<answer>`` before it, so ``<answer>a<answer>b</answer>``
-    gives ``"b"``. An ``<answer>`` that is never closed does not count as an answer tag.
+    The pair is closed by the first ``</answer>`` that follows an ``<answer>``, and opened by the nearest ``<answer>``
+    before it; stray tags before or after the pair change nothing. So ``<answer>a</answer></answer>`` and
+    ``</answer><answer>a</answer><answer>b</answer>`` give ``"a"``, and ``<answer>x<answer>a</answer>`` gives ``"a"``.
+    An ``<answer>`` that is never closed does not count as an answer tag.
     """
     if not isinstance(text, str):
         return None
-    end = text.rfind(CLOSE_TAG)
-    if end < 0:
-        return None
-    start = text.rfind(OPEN_TAG, 0, end)
+    start = text.find(OPEN_TAG)
     if start < 0:
         return None
+    end = text.find(CLOSE_TAG, start + len(OPEN_TAG))
+    if end < 0:
+        return None
+    start = text.rfind(OPEN_TAG, start, end)
     return text[start + len(OPEN_TAG) : end].strip()
+
+
+def ascii_decimal_digits(text: str) -> str:
+    """``text`` with every Unicode decimal digit (category Nd: Arabic-Indic, full-width, Devanagari, mathematical bold
+    digits...) replaced by its ASCII digit; every other character is kept as it is, superscript digits included."""
+    if text.isascii():
+        return text
+    return _UNICODE_DECIMAL.sub(lambda m: str(unicodedata.decimal(m.group())), text)
+
+
+def grid_digits(text: str, limit: int | None = None) -> str:
+    """The digits of ``text`` in order, as ASCII, the first ``limit`` of them (all if None); other characters are
+    skipped. Every character that reads as a digit counts: the text is NFKC-normalised first (full-width,
+    superscript, subscript, circled and mathematical digits become ASCII digits), then every decimal digit
+    (ASCII, Arabic-Indic, Devanagari...) is taken."""
+    if not text.isascii():
+        text = unicodedata.normalize("NFKC", text)
+    found = islice(_UNICODE_DECIMAL.finditer(text), limit)
+    return "".join(str(unicodedata.decimal(m.group())) for m in found)
 
 
 def last_boxed(text: str) -> str | None:

@@ -6,7 +6,7 @@ reward == 1.0; the metric is accuracy.
 
 Answer extraction (:meth:`GSM8KTask.extract_answer`), returning a canonical number string or None:
 
-1. the region searched is the last complete ``<answer>...</answer>`` if there is one, else the whole completion;
+1. the region searched is the first complete ``<answer>...</answer>`` if there is one, else the whole completion;
 2. inside it, the last ``\\boxed{...}`` if any; else (no answer tag) the text after the last ``####``; else the region;
 3. the last number written there (ASCII digits, optional sign, thousands commas, decimals; see
    :func:`dtm.tasks.text.extract.parse_number`).

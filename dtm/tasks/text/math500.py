@@ -4,7 +4,7 @@ Reward, in {0, 1}: 1.0 if the extracted answer is equivalent to the reference by
 :func:`dtm.tasks.text.math_equiv.equivalent` (normalised string match, else ``math-verify`` under a time limit),
 else 0.0 (also when no answer is found). ``is_correct`` is reward == 1.0; the metric is accuracy.
 
-Answer extraction (:meth:`Math500Task.extract_answer`): inside the last complete ``<answer>...</answer>``, its last
+Answer extraction (:meth:`Math500Task.extract_answer`): inside the first complete ``<answer>...</answer>``, its last
 ``\\boxed{...}`` if any, else the whole tag content; without an answer tag, the last ``\\boxed{...}`` of the
 completion; else None.
 
@@ -58,6 +58,8 @@ class Math500Task(TextTask):
         timeout: float = 2.0,
     ) -> None:
         super().__init__(style, source, instructions, system_message)
+        if not timeout > 0:
+            raise ValueError(f"timeout must be a positive number of seconds per math-verify call, got {timeout}")
         self.timeout = timeout
 
     def from_record(self, record: Mapping[str, Any], where: str) -> TextExample:

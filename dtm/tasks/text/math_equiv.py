@@ -1,32 +1,31 @@
-"""Are two MATH-style answers equivalent? Normalised string match first, then math-verify under a time limit.
+"""Are two MATH-style answers equivalent? Normalised string match first, then math-verify under a hard time limit.
 
-:func:`equivalent` never raises and returns quickly:
+:func:`equivalent` never raises and returns within its time limit (plus a few milliseconds):
 
 1. ``normalise(pred) == normalise(gold)`` (spacing, ``$``, ``\\left``/``\\right``, ``\\dfrac``, ``^\\circ``,
    ``\\text{}`` wrappers, a trailing period...) answers True at once;
 2. otherwise, if both answers pass :func:`cheap_enough` (short, shallow, no power towers, no huge literals, exponents
    or factorials: the inputs that make SymPy compute for minutes), ``math_verify.parse`` reads each inside
-   ``\\boxed{}`` and ``math_verify.verify(gold, pred)`` decides, under a wall-clock limit of ``timeout`` seconds;
+   ``\\boxed{}`` and ``math_verify.verify(gold, pred)`` decides, in a worker process (:mod:`dtm.timelimit`) that is
+   killed if it has not answered after ``timeout`` seconds;
 3. anything else (math-verify missing, an error, the time limit, an answer too costly to try) counts as not
-   equivalent, so the result falls back to the string match of step 1.
+   equivalent, so the result falls back to the string match of step 1. A time-out is counted by
+   :func:`dtm.timelimit.expired_calls`.
 
-The time limit uses ``SIGALRM`` (``signal.setitimer``), which only works in the main thread of a Unix process; in
-other threads, on other systems or while another alarm is pending, math-verify runs without a limit and
-:func:`cheap_enough` is the only guard.
-math-verify's own signal-based timeouts are switched off (they would cancel ours), and its one-time warning about
-that is filtered out of its loggers.
+The worker process makes the limit hold in any thread of any process and lets nothing inside math-verify swallow
+it (a ``SIGALRM`` limit did neither). math-verify is imported here before the worker is forked, so the limit does not
+pay for the import. math-verify's own signal-based timeouts are switched off, and its one-time warning about that is
+filtered out of its loggers.
 """
 
 from __future__ import annotations
 
+import functools
 import logging
 import re
-import signal
-import threading
-from collections.abc import Callable
-from typing import Any, TypeVar
 
-T = TypeVar("T")
+from dtm.timelimit import Worker
+
 MAX_CHARS = 300
 MAX_DEPTH = 10
 MAX_POWERS = 4
@@ -34,10 +33,6 @@ _LONG_LITERAL = re.compile(r"[0-9]{21,}")
 _BIG_FACTORIAL = re.compile(r"[0-9]{4,}\s*!")
 _BIG_EXPONENT = re.compile(r"[0-9]{5,}")
 _TEXT_WRAPPER = re.compile(r"\\(?:text|textbf|mathrm|mbox)\{([^{}]*)\}")
-
-
-class _TimeLimit(BaseException):
-    """Raised by the SIGALRM handler; a BaseException so that library ``except Exception`` blocks let it through."""
 
 
 class _DropTimeoutWarning(logging.Filter):
@@ -116,31 +111,13 @@ def cheap_enough(answer: str) -> bool:
     return True
 
 
-def _raise_time_limit(signum: int, frame: Any) -> None:
-    raise _TimeLimit
-
-
-def call_with_time_limit(fn: Callable[[], T], seconds: float) -> T | None:
-    """``fn()``, or None if it raises or is still running after ``seconds`` (main thread on Unix; see docstring)."""
-    usable = hasattr(signal, "setitimer") and threading.current_thread() is threading.main_thread()
-    if usable and signal.getitimer(signal.ITIMER_REAL)[0] > 0:
-        usable = False  # someone else's alarm is pending: leave it alone
-    if not usable or seconds <= 0:
-        try:
-            return fn()
-        except Exception:
-            return None
-    previous = signal.signal(signal.SIGALRM, _raise_time_limit)
+@functools.cache
+def _math_verify_installed() -> bool:
     try:
-        signal.setitimer(signal.ITIMER_REAL, seconds)  # one shot: at most one _TimeLimit can be raised
-        try:
-            return fn()
-        finally:
-            signal.setitimer(signal.ITIMER_REAL, 0)
-    except (_TimeLimit, Exception):
-        return None
-    finally:
-        signal.signal(signal.SIGALRM, previous)
+        import math_verify  # noqa: F401  (imported once here, so the forked worker inherits it)
+    except ImportError:
+        return False
+    return True
 
 
 def _math_verify(pred: str, gold: str) -> bool:
@@ -159,6 +136,12 @@ def equivalent(pred: str | None, gold: str, timeout: float = 2.0) -> bool:
         return False
     if normalise(pred) == normalise(gold):
         return True
-    if not (cheap_enough(pred) and cheap_enough(gold)):
+    if not (cheap_enough(pred) and cheap_enough(gold)) or not _math_verify_installed():
         return False
-    return call_with_time_limit(lambda: _math_verify(pred, gold), timeout) is True
+    try:
+        return _VERIFIER.call(pred, gold, timeout=timeout) is True
+    except Exception:  # the time limit, an error inside math-verify, its worker dying
+        return False
+
+
+_VERIFIER = Worker(_math_verify)

@@ -2,8 +2,10 @@
 
 Reward (METHOD.md §6), in [0, 2]: ``2.0 * correct / empty`` where ``empty`` is the number of empty cells of the
 puzzle and ``correct`` the number of them whose digit in the answer equals the solution's. The answer is read as the
-ASCII digits of the last complete ``<answer>...</answer>`` in order (any other characters dropped, as d1/SPG do): its
-first 16 digits are the grid, and missing digits count as wrong; given cells are not scored. No answer tag: 0.
+digits of the first complete ``<answer>...</answer>`` in order (other characters dropped, as d1/SPG do), where every
+character that reads as a digit counts as one (:func:`dtm.tasks.text.extract.grid_digits`: full-width, superscript,
+Arabic-Indic... digits are normalised, never dropped): its first 16 digits are the grid, and missing digits count as
+wrong; given cells are not scored. No answer tag: 0.
 ``score`` (the paper's cell-level accuracy) is ``correct / empty`` in [0, 1]; ``is_correct``: every empty cell right.
 
 Data. ``source="generate"`` (default): :func:`dtm.tasks.sudoku_grids.generate_puzzles`, puzzles with a unique solution
@@ -34,12 +36,11 @@ from dtm.tasks.sudoku_grids import (
     to_string,
 )
 from dtm.tasks.text.base import TextExample, TextTask, as_example, get_field
-from dtm.tasks.text.extract import answer_tag
+from dtm.tasks.text.extract import answer_tag, grid_digits
 
 MAX_REWARD = 2.0
 # Three fixed puzzles whose solutions are training grids (a test checks this), used as worked examples.
 FEW_SHOT_PUZZLES = ("2030401014200200", "3100020100202400", "0042240043000000")
-_ASCII_DIGITS = frozenset("0123456789")
 
 
 def _cell_name(cell: int) -> str:
@@ -96,11 +97,11 @@ def worked_solution(puzzle: Sequence[int]) -> tuple[str, str]:
 
 
 def answer_digits(text: str) -> str | None:
-    """The ASCII digits inside the last complete answer tag (possibly ``""``), or None without a tag."""
+    """The first 16 digits inside the first complete answer tag, as ASCII (possibly ``""``), or None without a tag."""
     content = answer_tag(text)
     if content is None:
         return None
-    return "".join(ch for ch in content if ch in _ASCII_DIGITS)
+    return grid_digits(content, CELLS)
 
 
 def cell_accuracy(digits: str | None, puzzle: str, solution: str) -> float:
@@ -202,7 +203,7 @@ class SudokuTextTask(TextTask):
     # ------------------------------------------------------------------------------------------------ scoring
 
     def extract_answer(self, text: str) -> str | None:
-        """The digits of the last complete answer tag (possibly empty), or None without a tag."""
+        """The grid's digits from the first complete answer tag (possibly empty), or None without a tag."""
         return answer_digits(text)
 
     def score(self, completion: str, example: TextExample | Mapping[str, Any]) -> float:
