@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import csv
 import json
+import re
 import statistics
 import time
 from dataclasses import dataclass, field
@@ -53,6 +54,7 @@ from dtm.studies.maze_laws import (
     tilted,
     total_variation,
 )
+from dtm.studies.parallel import map_seeds
 from dtm.tasks.maze import MazeTask
 from dtm.training.dtm import DTMConfig, DTMTrainer
 from dtm.training.logging import prepare_run_dir
@@ -94,6 +96,8 @@ class FitStudyConfig:
     measure_every: int = 0
     # Teacher draws per maze for the Monte Carlo (invalid-response) part of the loss gain.
     invalid_samples: int = 8
+    # Seeds run side by side in this many processes (one torch thread each; the numbers do not depend on it).
+    workers: int = 1
 
     def __post_init__(self) -> None:
         check(bool(self.seeds), "seeds", "must list at least one seed")
@@ -108,6 +112,7 @@ class FitStudyConfig:
         check(self.heldout_mazes > 0, "heldout_mazes", f"must be positive, got {self.heldout_mazes}")
         check(self.measure_every >= 0, "measure_every", f"must be >= 0 (0 = phase ends only), got {self.measure_every}")
         check(self.invalid_samples > 0, "invalid_samples", f"must be positive, got {self.invalid_samples}")
+        check(self.workers >= 1, "workers", f"must be >= 1, got {self.workers}")
 
     def base_path(self, seed: int) -> Path | None:
         """The given base model of a seed (None: pretrained by the study)."""
@@ -269,7 +274,7 @@ def teacher_laws(
     return out
 
 
-def run_seed(study: FitStudyConfig, seed: int, out: Path, progress: bool) -> list[dict[str, Any]]:
+def run_seed(seed: int, study: FitStudyConfig, out: Path, progress: bool) -> list[dict[str, Any]]:
     """One seed: its base model (pretrained here unless given), then every variant's DTM run, watched by a
     :class:`FitMonitor`. Returns one result per variant."""
     seed_dir = out / f"seed{seed}"
@@ -288,7 +293,7 @@ def run_seed(study: FitStudyConfig, seed: int, out: Path, progress: bool) -> lis
     shared_seconds = time.perf_counter() - start
     results = []
     for variant in study.variant_names:
-        cfg = study.dtm_config(variant, seed, base_path, seed_dir / variant)
+        cfg = study.dtm_config(variant, seed, base_path, seed_dir / re.sub(r"[^A-Za-z0-9.=-]+", "_", variant))
         monitor = FitMonitor(task, cfg, study, base, first_teacher, variant)
         trainer = DTMTrainer(cfg, model=load_model(base_path), task=task, progress=progress)
         start = time.perf_counter()
@@ -327,7 +332,8 @@ def run_fit_study(cfg: FitStudyConfig, *, overwrite: bool = False, progress: boo
             raise ConfigError(f"base_model: no model checkpoint at {base} (seed {seed})")
     out = prepare_run_dir(cfg.output_dir, overwrite=overwrite)
     save_config(cfg, out / "fit.yaml")
-    runs = [result for seed in cfg.seeds for result in run_seed(cfg, seed, out, progress)]
+    per_seed = map_seeds(run_seed, cfg.seeds, cfg, out, progress and cfg.workers == 1, workers=cfg.workers)
+    runs = [result for results in per_seed for result in results]
     summary = summarize(runs)
     write_outputs(out, cfg, runs, summary)
     return summary
