@@ -204,8 +204,8 @@ def test_comparison_pretrains_a_base_model_per_seed(tmp_path):
     weights = [(out / "bases" / f"seed{s}" / "model" / "model.safetensors").read_bytes() for s in (0, 1)]
     assert weights[0] != weights[1]  # each seed pretrains its own base
     runs = json.loads((out / "results.json").read_text())["runs"]
-    assert [(r["method"], r["seed"]) for r in runs] == [("base", 0), ("base", 1), ("wd1", 0), ("wd1", 1)]
-    assert runs[2]["rollouts"] == 16
+    assert [(r["method"], r["seed"]) for r in runs] == [("base", 0), ("wd1", 0), ("base", 1), ("wd1", 1)]
+    assert runs[1]["rollouts"] == runs[3]["rollouts"] == 16
     with pytest.raises(ConfigError, match=r"pretrain\.steps"):
         run_compare(tiny_compare(tmp_path, "", pretrain={"steps": 0}), overwrite=True, progress=False)
 
@@ -223,3 +223,16 @@ def test_held_out_evaluation_measures_every_seed_on_the_same_prompts(base_model)
     results = [evaluate(model, task, 6, sampling, seed=seed) for seed in (0, 1)]
     assert drawn == [(6, "test", 0), (6, "test", 0)]
     assert results[0]["eval_reward_greedy"] == results[1]["eval_reward_greedy"]  # greedy: same prompts, same answers
+
+
+def test_seeds_in_worker_processes_give_the_same_rows(tmp_path, base_model):
+    """Each seed runs with one torch thread, here or in a worker process: the same numbers either way."""
+    settings = dict(methods=["wd1"], rollouts=16, budgets=["rollouts"])
+    run_compare(tiny_compare(tmp_path / "a", base_model, **settings), progress=False)
+    run_compare(tiny_compare(tmp_path / "b", base_model, workers=2, **settings), progress=False)
+
+    def rows(folder):
+        runs = json.loads((folder / "compare" / "results.json").read_text())["runs"]
+        return [{k: v for k, v in r.items() if k != "wall_time"} for r in runs]
+
+    assert rows(tmp_path / "a") == rows(tmp_path / "b")

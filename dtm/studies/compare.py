@@ -33,6 +33,7 @@ from dtm.config import ConfigError, check, load_config, save_config
 from dtm.models.base import DiffusionLM
 from dtm.sampling import rollout
 from dtm.studies.figures import new_axes, save_figure
+from dtm.studies.parallel import map_seeds
 from dtm.tasks.base import PromptBatch, TokenTask
 from dtm.training import METHODS, load_train_config, make_trainer
 from dtm.training.common import RunConfig, load_model_and_task
@@ -66,6 +67,8 @@ class CompareConfig:
     # Budgets compared: "rollouts" (equal reward evaluations), and "compute" (equal forward-token equivalents:
     # each baseline's steps spend DTM's compute of the same seed; needs "rollouts" and dtm).
     budgets: list[str] = field(default_factory=lambda: ["rollouts", "compute"])
+    # Seeds run side by side in this many processes (one torch thread each; the numbers do not depend on it).
+    workers: int = 1
     # Held-out greedy evaluations during each run (reward-vs-rollouts figure), on curve_prompts prompts.
     curve_points: int = 6
     curve_prompts: int = 64
@@ -111,6 +114,7 @@ class CompareConfig:
             "budgets",
             "compute is DTM's compute; it needs dtm among the methods",
         )
+        check(self.workers >= 1, "workers", f"must be >= 1, got {self.workers}")
         check(self.curve_points > 0, "curve_points", f"must be positive, got {self.curve_points}")
         check(self.curve_prompts > 0, "curve_prompts", f"must be positive, got {self.curve_prompts}")
         check(self.eval_prompts > 0, "eval_prompts", f"must be positive, got {self.eval_prompts}")
@@ -234,55 +238,67 @@ def eval_curve(metrics_file: Path) -> list[tuple[int, float]]:
 def run_compare(cfg: CompareConfig, *, overwrite: bool = False, progress: bool = True) -> dict[str, Any]:
     """Run every method for every seed at every budget; write ``results.json``, ``runs.csv``, ``summary.csv``,
     ``report.md`` and ``reward_vs_rollouts.png`` to ``cfg.output_dir``; return the summary (per budget and method,
-    mean and std over seeds)."""
+    mean and std over seeds). Seeds run side by side in ``workers`` processes."""
     out = Path(cfg.output_dir)
     bases = base_models(cfg, out)
     configs = run_configs(cfg, bases, out)  # every method's settings are checked before anything is trained
-    pretraining = (
-        {seed: _pretrain_config(cfg, seed, bases[seed].parent) for seed in cfg.seeds} if not cfg.base_model else {}
-    )
-    for seed, path in bases.items():
-        check(seed in pretraining or (path / "config.json").is_file(), "base_model", f"no model checkpoint at {path}")
+    if cfg.base_model:
+        for seed, path in bases.items():
+            check((path / "config.json").is_file(), "base_model", f"no model checkpoint at {path} (seed {seed})")
+    else:
+        for seed in cfg.seeds:
+            _pretrain_config(cfg, seed, bases[seed].parent)
     out = prepare_run_dir(cfg.output_dir, overwrite=overwrite)
     save_config(cfg, out / "compare.yaml")
-    for pre in pretraining.values():
-        pretrain(pre, progress=progress)
-    first = next(iter(configs.values()))
-    task = load_model_and_task(first)[1]
-    prompts = task.prompts(cfg.eval_prompts, split="test", seed=0)
-    rows: list[dict[str, Any]] = []
-    for seed in cfg.seeds:
-        base = load_model_and_task(configs[first.method, seed], task=task)[0]
-        rows.append(
-            {"budget": "base", "method": "base", "seed": seed, "rollouts": 0, "steps": 0, "wall_time": 0.0}
-            | _compute(None)
-            | evaluate_model(base, task, prompts, first, cfg.eval_samples, seed=0)
-        )
+    per_seed = map_seeds(run_seed, cfg.seeds, cfg, out, progress and cfg.workers == 1, workers=cfg.workers)
+    rows = [row for seed_rows, _ in per_seed for row in seed_rows]
     curves: dict[str, dict[str, list[list[tuple[int, float]]]]] = {}
+    for _, seed_curves in per_seed:
+        for (budget, method), curve in seed_curves.items():
+            curves.setdefault(budget, {}).setdefault(method, []).append(curve)
+    summary = summarize(rows)
+    write_outputs(out, cfg, next(iter(configs.values())), rows, summary, curves)
+    return summary
+
+
+def run_seed(
+    seed: int, cfg: CompareConfig, out: Path, progress: bool
+) -> tuple[list[dict[str, Any]], dict[tuple[str, str], list[tuple[int, float]]]]:
+    """One seed: its base model (pretrained here unless given) and its evaluation, every method at the rollout
+    budget, then the baselines at DTM's compute. Returns the table rows and the held-out curves per (budget,
+    method)."""
+    bases = base_models(cfg, out)
+    configs = {key: run for key, run in run_configs(cfg, bases, out).items() if key[1] == seed}
+    if not cfg.base_model:
+        pretrain(_pretrain_config(cfg, seed, bases[seed].parent), progress=progress)
+    first = next(iter(configs.values()))
+    base, task = load_model_and_task(first)
+    prompts = task.prompts(cfg.eval_prompts, split="test", seed=0)
+    rows: list[dict[str, Any]] = [
+        {"budget": "base", "method": "base", "seed": seed, "rollouts": 0, "steps": 0, "wall_time": 0.0}
+        | _compute(None)
+        | evaluate_model(base, task, prompts, first, cfg.eval_samples, seed=0)
+    ]
+    curves: dict[tuple[str, str], list[tuple[int, float]]] = {}
 
     def run_all(budget: str, budget_configs: dict[tuple[str, int], RunConfig]) -> None:
         for (method, _), run in budget_configs.items():
-            row, curve = _train_and_evaluate(run, task, prompts, cfg, budget, progress)
-            rows.append(row)
-            curves.setdefault(budget, {}).setdefault(method, []).append(curve)
+            rows.append(_train_and_evaluate(run, task, prompts, cfg, budget, progress))
+            curves[budget, method] = eval_curve(Path(run.output_dir) / "metrics.jsonl")
 
     run_all("rollouts", configs)
     if "compute" in cfg.budgets:
-        # DTM's own runs are the compute budget's reference point; the baselines are rerun to spend it.
-        rows.extend(
-            [row | {"budget": "compute"} for row in rows if row["budget"] == "rollouts" and row["method"] == "dtm"]
-        )
-        curves["compute"] = {"dtm": curves["rollouts"]["dtm"]}
+        # DTM's own run is the compute budget's reference point; the baselines are rerun to spend it.
+        rows.extend([row | {"budget": "compute"} for row in rows if row["method"] == "dtm"])
+        curves["compute", "dtm"] = curves["rollouts", "dtm"]
         run_all("compute", compute_configs(cfg, configs, rows, out))
-    summary = summarize(rows)
-    write_outputs(out, cfg, first, rows, summary, curves)
-    return summary
+    return rows, curves
 
 
 def _train_and_evaluate(
     run: RunConfig, task: TokenTask, prompts: PromptBatch, cfg: CompareConfig, budget: str, progress: bool
-) -> tuple[dict[str, Any], list[tuple[int, float]]]:
-    """One run: train, evaluate on the held-out prompts; its table row and its held-out reward curve."""
+) -> dict[str, Any]:
+    """One run: train, evaluate on the held-out prompts; its table row."""
     trainer = make_trainer(run, model=load_model_and_task(run, task=task)[0], task=task, progress=progress)
     start = time.perf_counter()
     model = trainer.train()
@@ -297,7 +313,7 @@ def _train_and_evaluate(
             f"reward {metrics['sampled_reward']:.3f}, {trainer.state.rollouts} rollouts, "
             f"{row['compute_tokens'] / 1e6:.1f}M compute tokens, {wall:.0f} s"
         )
-    return row, eval_curve(Path(run.output_dir) / "metrics.jsonl")
+    return row
 
 
 def _compute(state: Any) -> dict[str, int]:
