@@ -339,7 +339,18 @@ def run_fit_study(cfg: FitStudyConfig, *, overwrite: bool = False, progress: boo
     return summary
 
 
-SUMMARY_KEYS = ("tv_target", "tv_start", "h_eff", "gain_fraction", "tv_rho", "reward", "rho_reward")
+SUMMARY_KEYS = (
+    "tv_target",
+    "tv_start",
+    "h_eff",
+    "gain_fraction",
+    "tv_rho",
+    "reward",
+    "rho_reward",
+    "valid",
+    "teacher_valid",
+    "target_valid",
+)
 
 
 def _stats(values: list[float]) -> dict[str, float]:
@@ -353,9 +364,10 @@ def summarize(runs: list[dict[str, Any]]) -> dict[str, Any]:
     for variant in dict.fromkeys(run["variant"] for run in runs):
         group = [run for run in runs if run["variant"] == variant]
         ends = [[r for r in run["records"] if r["in_phase"] and _is_phase_end(r, run)] for run in group]
+        starts = [[r for r in run["records"] if not r["in_phase"]] for run in group]
         phases = []
         for i in range(min(len(e) for e in ends)):
-            rows = [e[i] for e in ends]
+            rows = [e[i] | _teacher_valid(s[i]) for e, s in zip(ends, starts, strict=True)]
             entry: dict[str, Any] = {"phase": i, "a": rows[0]["a"], "h": rows[0]["h"], "step": rows[0]["step"]}
             entry["states"] = rows[0]["states"]
             for split in SPLITS:
@@ -375,6 +387,11 @@ def summarize(runs: list[dict[str, Any]]) -> dict[str, Any]:
         final["rollouts"] = _stats([float(run["rollouts"]) for run in group])
         summary[variant] = {"seeds": [run["seed"] for run in group], "phases": phases, "final": final}
     return summary
+
+
+def _teacher_valid(start: dict[str, Any]) -> dict[str, float]:
+    """The teacher's valid-path mass, read from its phase's start record (where the student is the teacher)."""
+    return {f"{split}_teacher_valid": start[f"{split}_valid"] for split in SPLITS}
 
 
 def _is_phase_end(record: dict[str, Any], run: dict[str, Any]) -> bool:
@@ -400,17 +417,19 @@ def phase_table(entry: dict[str, Any]) -> str:
     return "\n".join(lines)
 
 
-def variant_table(summary: dict[str, Any]) -> str:
-    """One row per variant (held-out mazes, mean ± std over seeds): the first phase's fit and the final model."""
+def variant_table(summary: dict[str, Any], split: str = "heldout") -> str:
+    """One row per variant (mean ± std over seeds, on the ``split`` mazes): the first phase's fit, and the final
+    model's distance to rho_a and reward."""
     lines = [
-        "| variant | phase 0: TV(student, target) | h_eff / h | loss gain / max | final TV to rho_a | "
-        "reward / E_rho[r] | training (s) |",
-        "|---|---|---|---|---|---|---|",
+        "| variant | TV(teacher, target) | TV(student, target) | h_eff / h | loss gain / max | valid: teacher | "
+        "valid: student | valid: target | final TV to rho_a | reward / E_rho[r] | training (s) |",
+        "|---|---|---|---|---|---|---|---|---|---|---|",
     ]
     for variant, entry in summary.items():
         first, final = entry["phases"][0], entry["final"]
-        cells = [_cell(first[f"heldout_{k}"]) for k in ("tv_target", "h_eff_ratio", "gain_fraction")]
-        cells += [_cell(final["heldout_tv_rho"]), _cell(final["heldout_reward_ratio"])]
+        keys = ("tv_start", "tv_target", "h_eff_ratio", "gain_fraction", "teacher_valid", "valid", "target_valid")
+        cells = [_cell(first[f"{split}_{k}"]) for k in keys]
+        cells += [_cell(final[f"{split}_tv_rho"]), _cell(final[f"{split}_reward_ratio"])]
         cells.append(f"{final['train_seconds']['mean']:.0f}")
         lines.append(f"| {variant} | " + " | ".join(cells) + " |")
     return "\n".join(lines)
