@@ -435,8 +435,21 @@ def variant_table(summary: dict[str, Any], split: str = "heldout") -> str:
     return "\n".join(lines)
 
 
+def final_table(summary: dict[str, Any]) -> str:
+    """The final model of every variant against the run's overall target rho_{a_end}, on both maze sets."""
+    lines = [
+        "| variant | mazes | TV to rho_a | reward | E_rho[r] | reward / E_rho[r] |",
+        "|---|---|---|---|---|---|",
+    ]
+    for variant, entry in summary.items():
+        for split in SPLITS:
+            cells = [_cell(entry["final"][f"{split}_{k}"]) for k in ("tv_rho", "reward", "rho_reward", "reward_ratio")]
+            lines.append(f"| {variant} | {split} | " + " | ".join(cells) + " |")
+    return "\n".join(lines)
+
+
 def markdown_tables(summary: dict[str, Any]) -> str:
-    parts = [variant_table(summary)]
+    parts = [variant_table(summary), "", final_table(summary)]
     for variant, entry in summary.items():
         parts += ["", f"**{variant}** (held-out mazes, per phase):", "", phase_table(entry)]
     return "\n".join(parts)
