@@ -28,7 +28,7 @@ from dtm.models import DiffusionLM, TinyModelConfig
 
 
 def optimizer_for(model: DiffusionLM) -> torch.optim.Optimizer:
-    """AdamW with the trainer's defaults (METHOD.md §6)."""
+    """AdamW with the trainer's defaults (the paper's settings)."""
     return torch.optim.AdamW(model.parameters(), lr=1e-4, betas=(0.9, 0.99), eps=1e-8, weight_decay=0.1)
 
 

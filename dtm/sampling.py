@@ -15,7 +15,7 @@ from dtm.tasks.base import PromptBatch
 
 @dataclass
 class SamplingConfig:
-    """SAR decoding settings (METHOD.md §1). ``steps`` is the total number of rounds over the whole response.
+    """SAR decoding settings. ``steps`` is the total number of rounds over the whole response.
 
     ``prefix_cache`` turns on approximate prefix caching of keys and values (see :mod:`dtm.diffusion.sampler`): faster
     rollouts, outputs not identical to the uncached sampler. It needs a model that accepts ``past_key_values``.

@@ -18,6 +18,7 @@ from dtm.studies.compare import (
     base_models,
     compute_configs,
     diversity,
+    headline_table,
     run_compare,
     run_configs,
     summarize,
@@ -150,6 +151,24 @@ def test_summary_is_mean_and_sample_std_over_seeds_per_budget():
     assert summary["compute"]["dtm"]["greedy_reward"] == 0.1
 
 
+def test_headline_table_puts_both_budgets_side_by_side():
+    def entry(value: float) -> dict[str, float]:
+        keys = ("greedy_reward", "sampled_reward", "distinct_correct")
+        return {k: value for k in keys} | {f"{k}_std": value / 10 for k in keys}
+
+    summary = {
+        "base": {"base": entry(0.5)},
+        "rollouts": {"dtm": entry(0.6), "spg": entry(0.7)},
+        "compute": {"dtm": entry(0.6), "spg": entry(0.8)},
+    }
+    lines = headline_table(summary).splitlines()
+    assert lines[0].startswith("| method | greedy reward, equal rollouts | greedy reward, equal compute |")
+    assert lines[2] == "| base | " + " | ".join(["0.500 ± 0.050"] * 5) + " |"
+    assert lines[4] == "| spg | 0.700 ± 0.070 | 0.800 ± 0.080 | 0.700 ± 0.070 | 0.700 ± 0.070 | 0.800 ± 0.080 |"
+    del summary["compute"]
+    assert headline_table(summary).splitlines()[0].count("equal compute") == 0
+
+
 def test_comparison_smoke_run_writes_table_figure_and_both_budgets(tmp_path, base_model):
     cfg = tiny_compare(tmp_path, base_model)
     summary = run_compare(cfg, progress=False)
@@ -164,8 +183,10 @@ def test_comparison_smoke_run_writes_table_figure_and_both_budgets(tmp_path, bas
     dtm = {r["seed"]: r["compute_tokens"] for r in runs if r["method"] == "dtm"}
     for r in results["runs"]:
         if r["budget"] == "compute" and r["method"] != "dtm":
-            per_step = next(x for x in runs if (x["method"], x["seed"]) == (r["method"], r["seed"]))
-            per_step = per_step["compute_tokens"] / per_step["steps"]
+            same = next(x for x in runs if (x["method"], x["seed"]) == (r["method"], r["seed"]))
+            # training compute only (evaluations uncounted), so constant per step for fixed-length prompts
+            assert r["compute_tokens"] * same["steps"] == same["compute_tokens"] * r["steps"]
+            per_step = same["compute_tokens"] / same["steps"]
             assert abs(r["compute_tokens"] - dtm[r["seed"]]) <= per_step / 2 + 1  # the nearest whole step
             assert r["steps"] == round(dtm[r["seed"]] / per_step)
     for method in cfg.methods:

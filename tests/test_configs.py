@@ -1,5 +1,5 @@
 """Every shipped config loads and validates (before any model is loaded), and the LLaDA configs carry the paper's
-settings of METHOD.md §6."""
+published settings of the paper."""
 
 from __future__ import annotations
 

@@ -162,7 +162,7 @@ def test_cdtm_matches_dense_reference(c: float, seed: int) -> None:
 
 
 def test_cdtm_gradient_has_closed_form() -> None:
-    """Per position: d loss / d logits = weight * (e^{hr} (p - e_x) + c (e_x - q)) (METHOD.md §3)."""
+    """Per position: d loss / d logits = weight * (e^{hr} (p - e_x) + c (e_x - q))."""
     student, teacher, targets, log_tilt, weights = _random_inputs(5)
     c = 0.7
     s = student.clone().requires_grad_(True)

@@ -51,7 +51,7 @@ def cdtm_loss(
     c: float | torch.Tensor,
     shift: float = 0.0,
 ) -> torch.Tensor:
-    """The c-DTM loss (METHOD.md §3), summed over loss positions with ``weights``.
+    """The c-DTM loss, summed over loss positions with ``weights``.
 
     For loss position i with clean token x = X_1^i and tilt w = exp(h r):
         target(v) = c * pi_a(v) + 1{v = x} (w - c)
@@ -115,7 +115,7 @@ def optimal_control_variate(
     log_tilt: torch.Tensor,
     weights: torch.Tensor,
 ) -> torch.Tensor:
-    """Batch estimate of the variance-optimal control variate (METHOD.md §3).
+    """Batch estimate of the variance-optimal control variate.
 
     The gradient w.r.t. student logits at one position is g(c) = w (p - e_x) + c (e_x - q) with p = pi_theta,
     q = pi_a, w = exp(h r). E||g(c)||^2 is quadratic in c and minimised by

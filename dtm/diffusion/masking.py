@@ -39,7 +39,7 @@ def mask_tokens(
 ) -> tuple[torch.Tensor, torch.Tensor]:
     """Forward process q(x_t | x_1): mask each token of row b independently with probability ``mask_prob[b]``.
 
-    In METHOD.md's time convention ``mask_prob = 1 - alpha_t``. Returns ``(noisy, masked)``.
+    In the convention where alpha_t is the unmasked fraction, ``mask_prob = 1 - alpha_t``. Returns ``(noisy, masked)``.
     """
     masked = _rand(tuple(response.shape), response.device, generator) < mask_prob[:, None]
     return response.masked_fill(masked, mask_token_id), masked
@@ -69,7 +69,7 @@ def sar_masked_states(
     mask_token_id: int,
     generator: torch.Generator | None = None,
 ) -> MaskedState:
-    """SAR-aligned masked states (METHOD.md §4): the states semi-autoregressive decoding actually visits.
+    """SAR-aligned masked states: the states semi-autoregressive decoding actually visits.
 
     Per row draw n ~ Uniform{1..G}; fully mask the last floor((n-1)/B) blocks; in the block before them (the active
     block) mask a uniformly random subset of size ((n-1) mod B) + 1; earlier blocks stay clean. The loss positions are

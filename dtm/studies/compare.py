@@ -303,7 +303,8 @@ def _train_and_evaluate(
     start = time.perf_counter()
     model = trainer.train()
     wall = time.perf_counter() - start - trainer.state.eval_seconds
-    metrics = evaluate_model(model, task, prompts, run, cfg.eval_samples, seed=0)
+    with trainer.uncounted():  # the run's compute is its training only
+        metrics = evaluate_model(model, task, prompts, run, cfg.eval_samples, seed=0)
     steps = run.total_steps if run.method == "dtm" else run.steps
     row = {"budget": budget, "method": run.method, "seed": run.seed, "rollouts": trainer.state.rollouts}
     row |= {"steps": steps, "wall_time": wall} | _compute(trainer.state) | metrics
@@ -385,6 +386,30 @@ def markdown_tables(summary: dict[str, dict[str, dict[str, Any]]]) -> str:
     return "\n".join(parts).rstrip()
 
 
+HEADLINE = (
+    ("rollouts", "greedy_reward", "greedy reward, equal rollouts"),
+    ("compute", "greedy_reward", "greedy reward, equal compute"),
+    ("rollouts", "sampled_reward", "sampled reward, equal rollouts"),
+    ("rollouts", "distinct_correct", "distinct correct, equal rollouts"),
+    ("compute", "distinct_correct", "distinct correct, equal compute"),
+)
+
+
+def headline_table(summary: dict[str, dict[str, dict[str, Any]]]) -> str:
+    """One row per method with its held-out rewards and distinct correct responses at both budgets (mean ± std over
+    seeds); the base model's row repeats its one value under each budget."""
+    columns = [(budget, key, title) for budget, key, title in HEADLINE if budget in summary]
+    lines = ["| method | " + " | ".join(title for *_, title in columns) + " |", "|---" * (len(columns) + 1) + "|"]
+    methods = list(summary.get("base", {})) + list(summary["rollouts"])
+    for method in methods:
+        cells = []
+        for budget, key, _ in columns:
+            entry = summary["base"][method] if method == "base" else summary[budget][method]
+            cells.append(_mean_std(entry[key], entry[f"{key}_std"], key))
+        lines.append(f"| {method} | " + " | ".join(cells) + " |")
+    return "\n".join(lines)
+
+
 def _mean_std(mean: float, std: float, key: str) -> str:
     if key == "compute_tokens":
         return f"{mean / 1e6:.1f} ± {std / 1e6:.1f}"
@@ -419,6 +444,8 @@ def write_outputs(
         f"DTM's run of the same seed. Held-out: {cfg.eval_prompts} prompts, greedy and {cfg.eval_samples} samples "
         f"each at temperature {run.sampling.temperature}; mean ± std over seeds. Wall time: training only, on this "
         "machine.",
+        "",
+        headline_table(summary),
         "",
         markdown_tables(summary),
         "",

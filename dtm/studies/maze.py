@@ -271,7 +271,8 @@ def run_seed(seed: int, cfg: MazeStudyConfig, out_dir: str, progress: bool) -> d
     for name, arm_cfg in arms(cfg, out, seed).items():
         trainer = DTMTrainer(arm_cfg, model=load_model(out / "base" / "model"), task=task, progress=progress)
         tuned = trainer.train()
-        metrics = evaluate_model(tuned, task, cfg, held_out, seed)
+        with trainer.uncounted():  # the run's compute is its training only
+            metrics = evaluate_model(tuned, task, cfg, held_out, seed)
         stability = training_stability(Path(arm_cfg.output_dir) / "metrics.jsonl")
         curves[name] = {k: stability.pop(k) for k in ("curve_step", "curve_reward", "curve_loss")}
         results[name] = metrics | stability | {"compute_tokens": trainer.state.compute_tokens}

@@ -444,7 +444,7 @@ class WD1Trainer(PolicyGradientTrainer):
 class SPGTrainer(PolicyGradientTrainer):
     """SPG: ELBO for positive-advantage samples, EUBO (or the mixture) for the others
     (:func:`dtm.diffusion.policy.spg_loss`), both estimated from ``mc_samples`` SAR-aligned masked states per
-    sequence (METHOD.md §4: a random active block, earlier blocks clean, later blocks masked), drawn afresh for every
+    sequence (a random active block, earlier blocks clean, later blocks masked), drawn afresh for every
     micro-batch; all states of a micro-batch go through one forward pass."""
 
     cfg: SPGConfig

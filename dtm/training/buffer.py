@@ -1,4 +1,4 @@
-"""The replay buffer: P prompts x K teacher completions with their rewards (METHOD.md §5).
+"""The replay buffer: P prompts x K teacher completions with their rewards.
 
 Prompts come from a pool in a seeded order. ``refresh`` replaces the oldest prompts (round robin) with new ones from
 the pool and regenerates their completions; ``rebuild`` replaces them all. Scoring and generation are callbacks, so

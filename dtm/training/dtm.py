@@ -52,7 +52,7 @@ __all__ = [
 
 @dataclass
 class DTMConfig(RunConfig):
-    """Every setting of a DTM run (METHOD.md §5); the shared ones are in :class:`RunConfig`. Defaults are a CPU-sized
+    """Every setting of a DTM run; the shared ones are in :class:`RunConfig`. Defaults are a CPU-sized
     run on the ``increment`` toy task."""
 
     method: Literal["dtm"] = "dtm"

@@ -1,6 +1,6 @@
 """4x4 Sudoku as text: the puzzle is a 16-digit string (``0`` = empty), the answer the 16-digit solution.
 
-Reward (METHOD.md §6), in [0, 2]: ``2.0 * correct / empty`` where ``empty`` is the number of empty cells of the
+Reward (the paper.s), in [0, 2]: ``2.0 * correct / empty`` where ``empty`` is the number of empty cells of the
 puzzle and ``correct`` the number of them whose digit in the answer equals the solution's. The answer is read as the
 digits of the first complete ``<answer>...</answer>`` in order (other characters dropped, as d1/SPG do), where every
 character that reads as a digit counts as one (:func:`dtm.tasks.text.extract.grid_digits`: full-width, superscript,
