@@ -128,10 +128,10 @@ class DiffuGRPOConfig(PolicyGradientConfig):
         super().__post_init__()
         check(0 < self.clip_eps < 1, "clip_eps", f"must be in (0, 1), got {self.clip_eps}")
         check(0 <= self.p_mask < 1, "p_mask", f"must be in [0, 1), got {self.p_mask}")
-        check_reference_penalty(self.beta, self.ref_sync_every)
+        _check_reference_penalty(self.beta, self.ref_sync_every)
 
 
-def check_reference_penalty(beta: float, ref_sync_every: int) -> None:
+def _check_reference_penalty(beta: float, ref_sync_every: int) -> None:
     """The settings of a penalty of weight ``beta`` towards a reference policy synced every ``ref_sync_every``
     steps."""
     check(beta >= 0, "beta", f"must be >= 0 (0 = no KL term), got {beta}")
@@ -187,7 +187,7 @@ class DMPOConfig(PolicyGradientConfig):
     baseline_strength: float = 1.0  # lambda: the baseline's factor
     mc_samples: int = 4  # masked states per sequence and update
     ratio_samples: int = 4  # masked states per rollout for the ELBO estimate of log p_ref / p_theta (0: no reference)
-    masking: Masking = "uniform"  # uniform: anywhere in the response, as in the paper; sar: SAR-aligned, as DTM's
+    masking: Masking = "uniform"  # uniform: anywhere in the response, as in its public code; sar: as DTM
 
     def __post_init__(self) -> None:
         super().__post_init__()
@@ -207,12 +207,12 @@ class GDSDConfig(PolicyGradientConfig):
     psi: float = 1.0  # scale of the advantage that each token's log-ratio is matched to
     beta: float = 0.001  # weight of the k2 penalty to the reference policy (0: no reference model)
     ref_sync_every: int = 0  # copy the policy into the reference every this many steps (0 = never)
-    masking: Masking = "uniform"  # uniform: anywhere in the response, as in the paper; sar: SAR-aligned, as DTM's
+    masking: Masking = "uniform"  # uniform: anywhere in the response, as in its public code; sar: as DTM
 
     def __post_init__(self) -> None:
         super().__post_init__()
         check(self.psi > 0, "psi", f"must be positive, got {self.psi}")
-        check_reference_penalty(self.beta, self.ref_sync_every)
+        _check_reference_penalty(self.beta, self.ref_sync_every)
 
 
 @dataclass
