@@ -29,7 +29,7 @@ def cmd_pretrain(args: argparse.Namespace) -> None:
 def cmd_train(args: argparse.Namespace) -> None:
     from dtm.training import load_train_config, make_trainer
 
-    cfg = load_train_config(args.config, args.overrides)  # `method: dtm | diffu_grpo | wd1 | spg` picks the trainer
+    cfg = load_train_config(args.config, args.overrides)  # `method: dtm | diffu_grpo | wd1 | spg | dmpo | gdsd`
     if not Path(cfg.base_model).joinpath("config.json").is_file():
         raise ConfigError(f"base_model: no model checkpoint at {cfg.base_model} (run `dtm pretrain` first?)")
     trainer = make_trainer(cfg, resume=args.resume, overwrite=args.overwrite, progress=not args.no_progress)
@@ -136,7 +136,7 @@ def build_parser() -> argparse.ArgumentParser:
     _add_config_args(p)
     p.set_defaults(func=cmd_pretrain)
 
-    p = sub.add_parser("train", help="fine-tune a model with DTM (or a baseline: method=diffu_grpo|wd1|spg)")
+    p = sub.add_parser("train", help="fine-tune a model with DTM (or method=diffu_grpo|wd1|spg|dmpo|gdsd)")
     _add_config_args(p)
     p.add_argument("--resume", action="store_true", help="continue from the latest checkpoint in output_dir")
     p.set_defaults(func=cmd_train)

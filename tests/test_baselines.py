@@ -1,6 +1,6 @@
-"""The RL baselines (diffu-GRPO, wd1, SPG) end to end on the built-in model: reward rises, resumption is exact,
-metrics and checkpoints are written, bad settings give one clear error, and ``train_from_config`` dispatches on
-``method``."""
+"""The methods beside DTM (diffu-GRPO, wd1, SPG, DMPO, GDSD) end to end on the built-in model: reward rises,
+resumption is exact, metrics and checkpoints are written, bad settings give one clear error, and
+``train_from_config`` dispatches on ``method``."""
 
 from __future__ import annotations
 
@@ -97,6 +97,10 @@ RESUME_CASES = {
     "diffu_grpo-lora": ("diffu_grpo", dict(inner_updates=2, finetune="lora")),
     "wd1": ("wd1", dict(inner_updates=2)),
     "spg-lora": ("spg", dict(inner_updates=2, finetune="lora")),
+    "dmpo-full": ("dmpo", dict(inner_updates=2, masking="sar")),
+    "dmpo-lora": ("dmpo", dict(inner_updates=2, finetune="lora")),
+    "gdsd-full": ("gdsd", dict(inner_updates=2, ref_sync_every=3)),
+    "gdsd-lora": ("gdsd", dict(inner_updates=2, finetune="lora")),
 }
 
 
@@ -145,25 +149,40 @@ def test_metrics_and_checkpoints_are_written(tmp_path, method):
     last = tmp_path / "run" / "step-00000004"
     summary = json.loads((last / "trainer_state.json").read_text())
     assert summary["method"] == method and summary["step"] == 4 and summary["rollouts"] == 4 * per_step
-    has_reference = method == "diffu_grpo"  # its KL term needs the reference policy (beta > 0 by default)
+    # d1's and GDSD's penalties (beta > 0 by default) and DMPO's importance weights need the reference policy.
+    has_reference = method in ("diffu_grpo", "dmpo", "gdsd")
     assert (last / "reference.safetensors").exists() == has_reference
     assert load_train_config(tmp_path / "run" / "config.yaml") == cfg
     assert any(not torch.equal(v, before[k]) for k, v in weights(trainer).items())
 
 
-def test_diffu_grpo_reference_stays_initial_unless_synced(tmp_path):
-    kept = make(small_config("diffu_grpo", tmp_path / "a", steps=2), model=tiny_model())
+@pytest.mark.parametrize("method", ["diffu_grpo", "gdsd"])
+def test_reference_stays_initial_unless_synced(tmp_path, method):
+    kept = make(small_config(method, tmp_path / "a", steps=2), model=tiny_model())
     initial = weights(kept)
     kept.train()
     for name, value in kept.reference.model.state_dict().items():
         torch.testing.assert_close(value, initial[name], rtol=0, atol=0)
-    synced = make(small_config("diffu_grpo", tmp_path / "b", steps=2, ref_sync_every=2), model=tiny_model())
+    synced = make(small_config(method, tmp_path / "b", steps=2, ref_sync_every=2), model=tiny_model())
     synced.train()
     trained = weights(synced)
     for name, value in synced.reference.model.state_dict().items():
         torch.testing.assert_close(value, trained[name], rtol=0, atol=0)
-    no_reference = make(small_config("wd1", tmp_path / "c"), model=tiny_model())
-    assert no_reference.reference is None
+
+
+@pytest.mark.parametrize(("method", "overrides"), [("wd1", {}), ("dmpo", {"ratio_samples": 0}), ("gdsd", {"beta": 0})])
+def test_methods_without_a_reference_policy_keep_none(tmp_path, method, overrides):
+    assert make(small_config(method, tmp_path, **overrides), model=tiny_model()).reference is None
+
+
+def test_dmpo_reference_ratio_is_zero_while_the_policy_is_the_reference(tmp_path):
+    trainer = make(small_config("dmpo", tmp_path), model=tiny_model())
+    batch = trainer._rollout_batch()
+    assert torch.equal(trainer._reference_log_ratio(batch), torch.zeros(len(batch.rewards)))
+    assert batch.stats["log_ratio"] == 0 and 0 < batch.stats["ess"] <= 1
+    with torch.no_grad():
+        next(p for p in trainer.raw_student.parameters() if p.dim() == 2).mul_(1.5)
+    assert trainer._reference_log_ratio(batch).abs().mean() > 1e-3
 
 
 def test_train_from_config_dispatches_on_method(tmp_path):
@@ -188,7 +207,7 @@ def test_train_from_config_dispatches_on_method(tmp_path):
 @pytest.mark.parametrize(
     ("overrides", "message"),
     [
-        (["method=grpo"], "method: must be one of 'dtm', 'diffu_grpo', 'wd1', 'spg', got 'grpo'"),
+        (["method=grpo"], "method: must be one of 'dtm', 'diffu_grpo', 'wd1', 'spg', 'dmpo', 'gdsd', got 'grpo'"),
         (["method=diffu_grpo", "clip_eps=0"], "clip_eps: must be in (0, 1)"),
         (["method=diffu_grpo", "clip_eps=1.5"], "clip_eps: must be in (0, 1)"),
         (["method=diffu_grpo", "beta=-0.1"], "beta: must be >= 0"),
@@ -212,6 +231,19 @@ def test_train_from_config_dispatches_on_method(tmp_path):
         (["method=spg", "sampling.block_length=3"], "sampling.block_length: must divide gen_length"),
         (["method=spg", "stpes=3"], "did you mean 'steps'"),
         (["method=spg", "psi=1"], "psi: unknown key"),
+        (["method=dmpo", "alpha=0"], "alpha: must be positive"),
+        (["method=dmpo", "baseline=median"], "baseline: must be one of 'none', 'mean', 'negative'"),
+        (["method=dmpo", "baseline_strength=-1"], "baseline_strength: must be >= 0"),
+        (["method=dmpo", "mc_samples=0"], "mc_samples: must be positive"),
+        (["method=dmpo", "ratio_samples=-1"], "ratio_samples: must be >= 0"),
+        (["method=dmpo", "masking=block"], "masking: must be one of 'sar', 'uniform'"),
+        (["method=dmpo", "psi=1"], "psi: unknown key"),
+        (["method=gdsd", "psi=0"], "psi: must be positive"),
+        (["method=gdsd", "beta=-0.1"], "beta: must be >= 0"),
+        (["method=gdsd", "ref_sync_every=-1"], "ref_sync_every: must be >= 0"),
+        (["method=gdsd", "beta=0", "ref_sync_every=5"], "ref_sync_every: needs beta > 0"),
+        (["method=gdsd", "num_generations=1"], "num_generations: must be >= 2"),
+        (["method=gdsd", "alpha=1"], "alpha: unknown key"),
         (["clip_eps=0.2"], "clip_eps: unknown key"),  # no method: DTM, which has no clip_eps
     ],
 )

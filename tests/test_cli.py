@@ -195,7 +195,7 @@ def test_overrides_after_options_are_applied(tmp_path, config_file, capsys):
     assert "unrecognized arguments: --bogus" in capsys.readouterr().err
 
 
-@pytest.mark.parametrize("method", ["dtm", "wd1"])
+@pytest.mark.parametrize("method", ["dtm", "wd1", "dmpo", "gdsd"])
 def test_train_command_runs_the_method_of_the_config(small_model, tmp_path, capsys, method):
     out = tmp_path / method
     common = [f"base_model={small_model}", f"output_dir={out}", "seed=0", "--no-progress"]

@@ -24,6 +24,7 @@ from dtm.studies.compare import (
     summarize,
 )
 from dtm.tasks.increment import IncrementTask
+from dtm.training import METHODS
 from dtm.training.common import evaluate
 
 pytestmark = pytest.mark.usefixtures("single_thread")
@@ -75,7 +76,7 @@ def test_every_run_gets_the_same_rollout_budget(tmp_path, base_model):
     configs = run_configs(cfg, base_models(cfg, tmp_path), tmp_path)
     assert set(configs) == {(m, s) for m in cfg.methods for s in cfg.seeds}
     assert {run.planned_rollouts for run in configs.values()} == {48}
-    assert [configs[m, 0].steps for m in ("diffu_grpo", "wd1", "spg")] == [6, 6, 6]
+    assert [configs[m, 0].steps for m in ("diffu_grpo", "wd1", "spg", "dmpo", "gdsd")] == [6] * 5
     assert configs["dtm", 0].eval_every == 2 and configs["wd1", 0].eval_every == 2  # 6 steps / 3 curve points
     assert configs["spg", 1].seed == 1 and configs["spg", 1].output_dir.endswith("runs/spg/seed1")
     assert all(run.base_model == str(base_model) and run.task == "increment" for run in configs.values())
@@ -174,10 +175,10 @@ def test_comparison_smoke_run_writes_table_figure_and_both_budgets(tmp_path, bas
     summary = run_compare(cfg, progress=False)
     out = tmp_path / "compare"
     assert list(summary) == ["base", "rollouts", "compute"]
-    assert list(summary["rollouts"]) == list(summary["compute"]) == ["dtm", "diffu_grpo", "wd1", "spg"]
+    assert list(summary["rollouts"]) == list(summary["compute"]) == list(METHODS)
     results = json.loads((out / "results.json").read_text())
     runs = [r for r in results["runs"] if r["budget"] == "rollouts"]
-    assert len(runs) == 8 and {r["rollouts"] for r in runs} == {48}
+    assert len(runs) == 2 * len(METHODS) and {r["rollouts"] for r in runs} == {48}
     assert all(r["wall_time"] > 0 and 0 <= r["greedy_reward"] <= 1 and 0 < r["distinct"] <= 1 for r in runs)
     assert all(r["compute_tokens"] == r["forward_tokens"] + 2 * r["backward_tokens"] > 0 for r in runs)
     dtm = {r["seed"]: r["compute_tokens"] for r in runs if r["method"] == "dtm"}
@@ -195,7 +196,7 @@ def test_comparison_smoke_run_writes_table_figure_and_both_budgets(tmp_path, bas
         assert len(curves) == 2 and all(c[0][0] == 0 and c[-1][0] == 48 for c in curves)  # rollouts 0 .. budget
     assert summary["base"]["base"]["seeds"] == 2
     with open(out / "runs.csv") as f:
-        assert len(list(csv.DictReader(f))) == 2 + 8 + 8
+        assert len(list(csv.DictReader(f))) == 2 + 2 * (2 * len(METHODS))  # bases, then both budgets
     report = (out / "report.md").read_text()
     assert "| dtm | 2 |" in report and "± " in report and "Equal compute" in report
     assert (out / "reward_vs_rollouts.png").stat().st_size > 10_000

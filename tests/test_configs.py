@@ -3,6 +3,7 @@ published settings of the paper."""
 
 from __future__ import annotations
 
+from dataclasses import replace
 from pathlib import Path
 
 import pytest
@@ -69,6 +70,30 @@ def test_llada_configs_match_the_paper(name):
     assert (cfg.lora.r, cfg.lora.alpha, cfg.lora.dropout, cfg.teacher) == (128, 64, 0.05, "lora")
     assert (cfg.sampling.gen_length, cfg.sampling.block_length, cfg.sampling.steps) == (256, 32, 128)
     assert (cfg.betas, cfg.eps, cfg.weight_decay, cfg.warmup, cfg.decay) == ((0.9, 0.99), 1e-8, 0.1, 0.05, 0.1)
+
+
+# The likelihood-free peers' LLaDA configs carry their authors' public settings beside DTM's model, task and sampler.
+PEERS = {
+    "dmpo": dict(
+        num_generations=16, inner_updates=8, alpha=0.04, baseline="negative", baseline_strength=1.0, mc_samples=4,
+        ratio_samples=4, lr=1e-6, grad_clip=0.2, weight_decay=0.1,
+    ),
+    "gdsd": dict(
+        num_generations=6, inner_updates=8, psi=1.0, beta=0.001, ref_sync_every=64, lr=3e-6, grad_clip=0.2,
+        weight_decay=0.01,
+    ),
+}  # fmt: skip
+
+
+@pytest.mark.parametrize("method", sorted(PEERS))
+def test_llada_peer_configs_carry_the_public_settings(method):
+    cfg = load_train_config(CONFIGS / "llada" / f"countdown-{method}.yaml")
+    assert cfg.method == method and {key: getattr(cfg, key) for key in PEERS[method]} == PEERS[method]
+    assert cfg.lr_min == cfg.lr and cfg.masking == "uniform"  # constant after warmup; masks anywhere
+    dtm = load_config(DTMConfig, CONFIGS / "llada" / "countdown.yaml")
+    assert (cfg.task, cfg.task_options, cfg.model) == (dtm.task, dtm.task_options, dtm.model)
+    assert replace(cfg.sampling, batch_size=1) == replace(dtm.sampling, batch_size=1)  # chunking changes nothing
+    assert (cfg.lora.r, cfg.lora.alpha, cfg.lora.dropout, cfg.finetune) == (128, 64, 0.05, "lora")
 
 
 def test_llada_lora_pattern_targets_block_projections_only():

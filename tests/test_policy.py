@@ -1,5 +1,5 @@
-"""Tests for dtm.diffusion.policy (d1, wd1, SPG estimators) against closed forms, per-sample loops and brute-force
-enumeration of unmasking orders."""
+"""Tests for dtm.diffusion.policy (d1, wd1, SPG, DMPO and GDSD estimators) against closed forms, per-sample loops and
+brute-force enumeration of unmasking orders and of the sequences of a tiny model."""
 
 from __future__ import annotations
 
@@ -13,8 +13,12 @@ from dtm.diffusion.masking import sar_masked_states
 from dtm.diffusion.policy import (
     block_elbo,
     block_eubo,
+    dmpo_weights,
+    effective_sample_size,
+    gdsd_loss,
     group_advantages,
     grpo_loss,
+    leave_one_out_advantages,
     mean_field_input,
     spg_loss,
     token_log_probs,
@@ -324,14 +328,20 @@ def objective(method: str, theta: torch.Tensor) -> torch.Tensor:
     if method == "wd1":
         w_plus, w_minus = wd1_weights(group_advantages(rewards, 2, scale=False), 2)
         return wd1_loss(per_token.sum(1), w_plus, w_minus, 2)
+    if method == "gdsd":
+        adv = leave_one_out_advantages(rewards, 2)
+        return gdsd_loss(per_token, per_token.detach(), torch.ones(2, 4, dtype=torch.bool), adv, 1.0).loss
     state = sar_masked_states(responses.repeat(3, 1), 2, MASK, torch.Generator().manual_seed(0))
     log_probs = per_token.repeat(3, 1).view(3, 2, 4)
     mask = state.loss_mask.view(3, 2, 4)
+    if method == "dmpo":
+        w_plus, w_minus = dmpo_weights(rewards, torch.zeros(2), 2, alpha=0.5)
+        return wd1_loss(block_elbo(log_probs, mask), w_plus, w_minus, 2)
     adv = group_advantages(rewards, 2, scale=False)
     return spg_loss(adv, block_elbo(log_probs, mask), block_eubo(log_probs, mask, 1.5), 0.5)
 
 
-@pytest.mark.parametrize("method", ["diffu_grpo", "wd1", "spg"])
+@pytest.mark.parametrize("method", ["diffu_grpo", "wd1", "spg", "dmpo", "gdsd"])
 def test_one_step_raises_the_good_completion_and_lowers_the_bad_one(method):
     theta = torch.randn(4, 10, generator=torch.Generator().manual_seed(0), requires_grad=True)
     before = exact_log_likelihood(theta.detach(), GOOD), exact_log_likelihood(theta.detach(), BAD)
@@ -340,3 +350,212 @@ def test_one_step_raises_the_good_completion_and_lowers_the_bad_one(method):
         theta -= 0.1 * theta.grad
     after = exact_log_likelihood(theta.detach(), GOOD), exact_log_likelihood(theta.detach(), BAD)
     assert after[0] > before[0] and after[1] < before[1]
+
+
+# ----------------------------------------------------------------------------------------------------------
+# DMPO and GDSD on an enumerable model: responses of G = 2 tokens over V = 3 values, a tabular denoiser with free
+# logits for each masked state and position, and the rollout law p given by integer counts. The "batch" holds every
+# sequence count(x) times under every masked state of the uniform masking law ({0}: 1/4, {1}: 1/4, {0, 1}: 1/2, the
+# last listed twice), so that a plain mean over its rows is the exact expectation over rollouts and states.
+# ----------------------------------------------------------------------------------------------------------
+
+V = 3
+SEQUENCES = torch.tensor(list(itertools.product(range(V), repeat=2)))  # row x0 * V + x1
+COUNTS = torch.tensor([3, 1, 2, 4, 1, 2, 3, 2, 2])  # rollout law p(x) = count / 20
+STATES = [(True, False), (False, True), (True, True), (True, True)]  # masked positions
+REWARDS = torch.tensor([0.0, 1.0, 0.3, 0.5, 0.0, 1.0, 0.2, 0.8, 0.1], dtype=F64)
+
+
+def table_key(x: torch.Tensor, masked: tuple[bool, bool], position: int) -> int:
+    """The denoiser's table row for ``position`` of a state: by the clean other token, or 6 / 7 when both are
+    masked."""
+    if all(masked):
+        return 6 + position
+    return 3 * position + int(x[1 - position])
+
+
+def enumerated_batch() -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
+    """(sequence index [R], responses [R, 2], loss masks [R, 2], table keys [R, 2]) of every (state, sequence)
+    pair, each sequence count(x) times."""
+    index, masks, keys = [], [], []
+    for masked in STATES:
+        for x, count in enumerate(COUNTS.tolist()):
+            for _ in range(count):
+                index.append(x)
+                masks.append(masked)
+                keys.append([table_key(SEQUENCES[x], masked, k) for k in range(2)])
+    index = torch.tensor(index)
+    return index, SEQUENCES[index], torch.tensor(masks), torch.tensor(keys)
+
+
+def conditionals(law: torch.Tensor) -> torch.Tensor:
+    """The exact denoiser ``[8, V]`` of a law over the 9 sequences: p(x0 | x1), p(x1 | x0), then the marginals."""
+    joint = (law / law.sum()).view(V, V)  # [x0, x1]
+    rows = [joint[:, v] / joint[:, v].sum() for v in range(V)] + [joint[v] / joint[v].sum() for v in range(V)]
+    return torch.stack([*rows, joint.sum(1), joint.sum(0)])
+
+
+def table_log_probs(logits: torch.Tensor, responses: torch.Tensor, masks: torch.Tensor, keys: torch.Tensor):
+    """log pi(x^k | z) of the tabular denoiser at the loss positions, 0 elsewhere (as the trainers give it)."""
+    log_probs = logits.log_softmax(-1)[keys, responses]
+    return torch.where(masks, log_probs, torch.zeros_like(log_probs))
+
+
+ROLLOUT_LAW = COUNTS.double() / COUNTS.sum()
+REFERENCE_LAW = torch.tensor([1.0, 2.0, 1.0, 3.0, 1.0, 1.0, 2.0, 1.0, 4.0], dtype=F64) / 16
+
+
+def dmpo_objective(logits: torch.Tensor, baseline: str, alpha: float = 0.5, strength: float = 1.0) -> torch.Tensor:
+    """DMPO's loss on the enumerated batch, drawn from the rollout law, with the exact log p_ref - log p."""
+    index, responses, masks, keys = enumerated_batch()
+    log_ratio = (REFERENCE_LAW.log() - ROLLOUT_LAW.log())[index]
+    w_plus, w_minus = dmpo_weights(REWARDS[index], log_ratio, len(index), alpha, baseline, strength)
+    elbo = block_elbo(table_log_probs(logits, responses, masks, keys)[None], masks[None])
+    return wd1_loss(elbo, w_plus.double(), w_minus.double(), len(index))
+
+
+def test_dmpo_minimiser_is_the_denoiser_of_the_reward_tilted_target():
+    alpha = 0.5
+    target = REFERENCE_LAW * torch.exp(REWARDS / alpha)  # p* ∝ p_ref exp(r / alpha)
+    at_target = conditionals(target).log().requires_grad_(True)
+    dmpo_objective(at_target, "none", alpha).backward()
+    torch.testing.assert_close(at_target.grad, torch.zeros_like(at_target), atol=1e-7, rtol=0)  # float32 weights
+    # The loss is convex in the logits, so a zero gradient is its minimum; elsewhere the gradient does not vanish.
+    for law in (ROLLOUT_LAW, REFERENCE_LAW, ROLLOUT_LAW * torch.exp(REWARDS / alpha)):
+        elsewhere = conditionals(law).log().requires_grad_(True)
+        dmpo_objective(elsewhere, "none", alpha).backward()
+        assert elsewhere.grad.abs().max() > 1e-3
+
+
+def test_dmpo_mean_baseline_keeps_the_expected_gradient_and_the_negative_one_pushes_from_the_anti_target():
+    alpha, strength = 0.5, 0.7
+    grads = {}
+    for baseline in ("none", "mean", "negative"):
+        at_rollout_law = conditionals(ROLLOUT_LAW).log().requires_grad_(True)  # the policy that drew the batch
+        dmpo_objective(at_rollout_law, baseline, alpha, strength).backward()
+        grads[baseline] = at_rollout_law.grad
+    assert grads["none"].abs().max() > 1e-3
+    torch.testing.assert_close(grads["mean"], grads["none"], atol=1e-7, rtol=0)
+    # Negative baseline: strength times the gradient of the ELBO averaged under p_ref exp(-r / alpha), added.
+    index, responses, masks, keys = enumerated_batch()
+    anti = REFERENCE_LAW * torch.exp(-REWARDS / alpha)
+    per_row = (anti / anti.sum() / (len(STATES) * COUNTS))[index]
+    logits = conditionals(ROLLOUT_LAW).log().requires_grad_(True)
+    elbo = block_elbo(table_log_probs(logits, responses, masks, keys)[None], masks[None])
+    (strength * (per_row * elbo).sum()).backward()
+    torch.testing.assert_close(grads["negative"] - grads["none"], logits.grad, atol=1e-7, rtol=0)
+
+
+def test_dmpo_weights_closed_form():
+    rewards = torch.tensor([1.0, 0.0, 0.5, 0.2, 0.2, 0.2])
+    log_ratio = torch.tensor([0.3, -0.1, 0.0, 0.0, 0.5, -0.5])
+    w_plus, w_minus = dmpo_weights(rewards, log_ratio, 3, alpha=0.25, baseline="negative", strength=0.5)
+    plus = [math.exp(v + r / 0.25) for v, r in zip(log_ratio.tolist(), rewards.tolist(), strict=True)]
+    minus = [math.exp(v - r / 0.25) for v, r in zip(log_ratio.tolist(), rewards.tolist(), strict=True)]
+    for group in (slice(0, 3), slice(3, 6)):
+        torch.testing.assert_close(w_plus[group], torch.tensor(plus[group]) / sum(plus[group]))
+        torch.testing.assert_close(w_minus[group], 0.5 * torch.tensor(minus[group]) / sum(minus[group]))
+    assert torch.equal(dmpo_weights(rewards, log_ratio, 3, 0.25, "none")[1], torch.zeros(6))
+    torch.testing.assert_close(dmpo_weights(rewards, log_ratio, 3, 0.25, "mean")[1], torch.full((6,), 1 / 3))
+    torch.testing.assert_close(dmpo_weights(rewards + 2.0, log_ratio, 3, 0.25)[0], w_plus)  # a reward shift: nothing
+    with pytest.raises(ValueError, match="alpha"):
+        dmpo_weights(rewards, log_ratio, 3, alpha=0.0)
+
+
+def test_effective_sample_size_of_uniform_and_one_hot_groups():
+    weights = torch.tensor([0.25, 0.25, 0.25, 0.25, 1.0, 0.0, 0.0, 0.0])
+    assert effective_sample_size(weights, 4) == pytest.approx((1 + 0.25) / 2)
+
+
+def test_leave_one_out_advantages_closed_form():
+    rewards = torch.tensor([1.0, 0.0, 0.5, 2.0, 2.0, 2.0])
+    expected = [1.0 - 0.25, 0.0 - 0.75, 0.5 - 0.5, 0.0, 0.0, 0.0]
+    torch.testing.assert_close(leave_one_out_advantages(rewards, 3), torch.tensor(expected))
+    with pytest.raises(ValueError, match="at least 2"):
+        leave_one_out_advantages(rewards, 1)
+
+
+def exact_advantages() -> torch.Tensor:
+    """A(x) = r(x) - E_p[r]: the leave-one-out advantage of an infinite group."""
+    return REWARDS - (ROLLOUT_LAW * REWARDS).sum()
+
+
+def conditional_advantage(law_weights: torch.Tensor) -> torch.Tensor:
+    """E_p[f | state, token] ``[8, V]`` of f = ``law_weights`` / p over the sequences (a conditional mean under p)."""
+    joint = (ROLLOUT_LAW * law_weights).view(V, V)
+    mass = ROLLOUT_LAW.view(V, V)
+    rows = [joint[:, v] / mass[:, v] for v in range(V)] + [joint[v] / mass[v] for v in range(V)]
+    return torch.stack([*rows, joint.sum(1) / mass.sum(1), joint.sum(0) / mass.sum(0)])
+
+
+def gdsd_objective(offsets: torch.Tensor, psi: float, beta: float, reference: torch.Tensor) -> torch.Tensor:
+    """GDSD's loss on the enumerated batch with free log-ratios ``offsets[key, token]`` to the rollout policy."""
+    index, responses, masks, keys = enumerated_batch()
+    old = table_log_probs(conditionals(ROLLOUT_LAW).log(), responses, masks, keys)
+    ref = table_log_probs(reference, responses, masks, keys)
+    log_probs = old + torch.where(masks, offsets[keys, responses], torch.zeros_like(old))
+    return gdsd_loss(log_probs, old, masks, exact_advantages()[index], psi, beta, ref).loss
+
+
+@pytest.mark.parametrize(("psi", "beta"), [(1.0, 0.0), (0.3, 0.0), (2.0, 0.5)])
+def test_gdsd_per_token_log_ratio_fit_is_the_scaled_advantage(psi, beta):
+    reference = torch.randn(8, V, generator=torch.Generator().manual_seed(0), dtype=F64)
+    mean_advantage = conditional_advantage(exact_advantages())  # E[A | state, token]
+    pull = conditionals(ROLLOUT_LAW).log() - reference.log_softmax(-1)  # log pi_old - log pi_ref, per entry
+    fit = (2 * psi * mean_advantage - beta * pull) / (2 + beta)
+    offsets = fit.clone().requires_grad_(True)
+    gdsd_objective(offsets, psi, beta, reference).backward()
+    torch.testing.assert_close(offsets.grad, torch.zeros_like(offsets), atol=1e-12, rtol=0)
+    moved = (fit + 0.1).requires_grad_(True)  # the objective is a convex quadratic: elsewhere, no zero gradient
+    gdsd_objective(moved, psi, beta, reference).backward()
+    assert moved.grad.abs().min() > 1e-3
+
+
+def test_gdsd_softmax_denoiser_fits_the_tilted_posterior_to_first_order():
+    """With a normalised denoiser the fit is psi (E[r | z, v] - E[r | z]) + O(psi^2): the log-ratio of the tilted
+    posterior pi_{a + psi} to pi_a, computed here from the law p exp(psi r) by enumeration."""
+    index, responses, masks, keys = enumerated_batch()
+    old_logits = conditionals(ROLLOUT_LAW).log()
+    old = table_log_probs(old_logits, responses, masks, keys)
+    advantages = exact_advantages()[index]
+    errors = {}
+    for psi in (0.02, 0.01):
+        step = torch.zeros(8, V, dtype=F64, requires_grad=True)  # logits = old + psi * step
+
+        def closure(step=step, psi=psi):
+            step.grad = None
+            log_probs = table_log_probs(old_logits + psi * step, responses, masks, keys)
+            loss = gdsd_loss(log_probs, old, masks, advantages, psi).loss / psi**2
+            loss.backward()
+            return loss
+
+        optimizer = torch.optim.LBFGS([step], max_iter=500, tolerance_grad=1e-12, tolerance_change=1e-15)
+        optimizer.step(closure)
+        fit = (old_logits + psi * step.detach()).log_softmax(-1) - old_logits
+        tilt = conditionals(ROLLOUT_LAW * torch.exp(psi * REWARDS)).log() - old_logits
+        errors[psi] = (fit - tilt).abs().max().item()
+        assert (fit - tilt).abs().max() < 0.05 * tilt.abs().max()
+    assert errors[0.01] < 0.3 * errors[0.02]  # the gap shrinks like psi^2, not psi
+
+
+def test_gdsd_loss_matches_per_token_loop_and_needs_the_reference_for_beta():
+    g = torch.Generator().manual_seed(0)
+    logp = -torch.rand(3, 4, generator=g, dtype=F64)
+    old = logp + 0.2 * torch.randn(3, 4, generator=g, dtype=F64)
+    ref = logp + 0.2 * torch.randn(3, 4, generator=g, dtype=F64)
+    mask = torch.tensor([[True, False, True, True], [False, False, True, False], [True, True, True, True]])
+    adv = torch.tensor([0.5, -1.0, 0.2], dtype=F64)
+    expected = 0.0
+    for i in range(3):
+        terms = [
+            (logp[i, k] - old[i, k] - 1.5 * adv[i]) ** 2 + 0.1 / 2 * (logp[i, k] - ref[i, k]) ** 2
+            for k in range(4)
+            if mask[i, k]
+        ]
+        expected += sum(terms).item() / len(terms) / 3
+    out = gdsd_loss(logp, old, mask, adv, 1.5, 0.1, ref)
+    assert out.loss.item() == pytest.approx(expected, rel=1e-12)
+    on_policy = gdsd_loss(logp, logp, mask, adv, 1.5)
+    assert on_policy.log_ratio.item() == 0 and on_policy.kl.item() == 0
+    with pytest.raises(ValueError, match="ref_log_probs"):
+        gdsd_loss(logp, old, mask, adv, 1.0, beta=0.1)

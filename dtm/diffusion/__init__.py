@@ -1,4 +1,5 @@
-"""Pure tensor code: the forward masking process, SAR decoding, the losses and the RL baselines' policy estimators.
+"""Pure tensor code: the forward masking process, SAR decoding, the losses and the estimators of the methods DTM is
+compared with.
 No I/O here."""
 
 from dtm.diffusion.losses import (
@@ -9,13 +10,19 @@ from dtm.diffusion.losses import (
     position_weights,
     tilt_shift,
 )
-from dtm.diffusion.masking import MaskedState, mask_tokens, sar_masked_states, uniform_masked_states
+from dtm.diffusion.masking import MaskedState, mask_tokens, masked_states, sar_masked_states, uniform_masked_states
 from dtm.diffusion.policy import (
+    DistillationLoss,
     PolicyLoss,
     block_elbo,
     block_eubo,
+    dmpo_weights,
+    effective_sample_size,
+    gdsd_loss,
     group_advantages,
     grpo_loss,
+    leave_one_out_advantages,
+    masked_mean,
     mean_field_input,
     spg_loss,
     token_log_probs,
@@ -26,16 +33,23 @@ from dtm.diffusion.sampler import generate, steps_per_block, tokens_per_step
 
 __all__ = [
     "ControlVariate",
+    "DistillationLoss",
     "MaskedState",
     "PolicyLoss",
     "block_elbo",
     "block_eubo",
     "cdtm_loss",
+    "dmpo_weights",
+    "effective_sample_size",
+    "gdsd_loss",
     "generate",
     "group_advantages",
     "grpo_loss",
+    "leave_one_out_advantages",
     "mask_tokens",
     "masked_diffusion_loss",
+    "masked_mean",
+    "masked_states",
     "mean_field_input",
     "optimal_control_variate",
     "position_weights",

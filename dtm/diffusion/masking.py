@@ -7,8 +7,11 @@ masked. All functions are pure: they take tensors and a ``torch.Generator`` and 
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Literal
 
 import torch
+
+Masking = Literal["sar", "uniform"]
 
 
 @dataclass
@@ -25,6 +28,10 @@ class MaskedState:
     masked: torch.Tensor
     loss_mask: torch.Tensor
     mask_prob: torch.Tensor
+
+    def rows(self, index: slice | torch.Tensor) -> MaskedState:
+        """The states of rows ``index``."""
+        return MaskedState(self.noisy[index], self.masked[index], self.loss_mask[index], self.mask_prob[index])
 
 
 def _rand(shape: tuple[int, ...], device: torch.device, generator: torch.Generator | None) -> torch.Tensor:
@@ -94,3 +101,17 @@ def sar_masked_states(
     loss_mask = rank < in_active[:, None]
     masked = loss_mask | (block_of[None, :] > active[:, None])
     return MaskedState(response.masked_fill(masked, mask_token_id), masked, loss_mask, n.float() / length)
+
+
+def masked_states(
+    response: torch.Tensor,
+    masking: Masking,
+    block_length: int,
+    mask_token_id: int,
+    generator: torch.Generator | None = None,
+) -> MaskedState:
+    """Training states of either kind: :func:`sar_masked_states` (``"sar"``, blocks of ``block_length``) or
+    :func:`uniform_masked_states` (``"uniform"``, where ``block_length`` is unused)."""
+    if masking == "sar":
+        return sar_masked_states(response, block_length, mask_token_id, generator)
+    return uniform_masked_states(response, mask_token_id, generator)

@@ -1,6 +1,6 @@
-"""Trainers: DTM (``dtm.py``) and the RL baselines diffu-GRPO, wd1 and SPG (``baselines.py``), on the shared plumbing
-of ``common.py``. A training config's ``method`` key (default ``dtm``) says which; :func:`train_from_config` reads it
-and runs the right trainer.
+"""Trainers: DTM (``dtm.py``), and the RL baselines diffu-GRPO, wd1, SPG and the likelihood-free peers DMPO, GDSD
+(``baselines.py``), on the shared plumbing of ``common.py``. A training config's ``method`` key (default ``dtm``)
+says which; :func:`train_from_config` reads it and runs the right trainer.
 
 The trainers are imported on first use, so ``import dtm.training.<module>`` stays light.
 """
@@ -19,7 +19,7 @@ if TYPE_CHECKING:
     from dtm.models.base import DiffusionLM
     from dtm.training.common import RunConfig, Trainer
 
-METHODS = ("dtm", "diffu_grpo", "wd1", "spg")
+METHODS = ("dtm", "diffu_grpo", "wd1", "spg", "dmpo", "gdsd")
 
 
 def _classes(method: str) -> tuple[type[RunConfig], type[Trainer]]:

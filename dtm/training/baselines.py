@@ -1,4 +1,5 @@
-"""RL baselines in the same framework as DTM: diffu-GRPO (d1), wd1 and SPG.
+"""The methods DTM is compared with, in the same framework: the RL baselines diffu-GRPO (d1), wd1 and SPG, and the
+likelihood-free peers DMPO and GDSD.
 
 Each is an on-policy loop over rollout batches; read :meth:`PolicyGradientTrainer.train` top to bottom. One step:
 
@@ -6,7 +7,9 @@ Each is an on-policy loop over rollout batches; read :meth:`PolicyGradientTraine
    each from the current policy with the project's SAR sampler at the rollout temperature, scored by the reward
    functions (the buffer of :class:`~dtm.training.buffer.ReplayBuffer`, rebuilt every step).
 2. Group-relative advantages, and what the method needs before its updates (d1: the log-probabilities of the rollout
-   policy and of the reference; wd1: the group softmax weights).
+   policy and of the reference; wd1: the group softmax weights; DMPO: its importance weights, from an ELBO estimate of
+   each rollout's log-ratio to the reference; GDSD: every inner update's masked states and the rollout policy's and
+   reference's log-probabilities on them).
 3. ``inner_updates`` (mu) optimizer steps on the batch, each accumulating gradients over ``grad_accum`` micro-batches
    that together cover it, with the method's loss from :mod:`dtm.diffusion.policy`.
 
@@ -21,19 +24,24 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any, Literal, NamedTuple
 
 import torch
 from safetensors.torch import load_file
 from tqdm.auto import tqdm
 
 from dtm.config import check
-from dtm.diffusion.masking import sar_masked_states
+from dtm.diffusion.masking import MaskedState, Masking, masked_states
 from dtm.diffusion.policy import (
+    WeightBaseline,
     block_elbo,
     block_eubo,
+    dmpo_weights,
+    effective_sample_size,
+    gdsd_loss,
     group_advantages,
     grpo_loss,
+    leave_one_out_advantages,
     mean_field_input,
     spg_loss,
     token_log_probs,
@@ -119,14 +127,20 @@ class DiffuGRPOConfig(PolicyGradientConfig):
     def __post_init__(self) -> None:
         super().__post_init__()
         check(0 < self.clip_eps < 1, "clip_eps", f"must be in (0, 1), got {self.clip_eps}")
-        check(self.beta >= 0, "beta", f"must be >= 0 (0 = no KL term), got {self.beta}")
         check(0 <= self.p_mask < 1, "p_mask", f"must be in [0, 1), got {self.p_mask}")
-        check(self.ref_sync_every >= 0, "ref_sync_every", f"must be >= 0 (0 = never), got {self.ref_sync_every}")
-        check(
-            self.beta > 0 or not self.ref_sync_every,
-            "ref_sync_every",
-            "needs beta > 0 (with beta = 0 there is no reference policy to sync)",
-        )
+        _check_reference_penalty(self.beta, self.ref_sync_every)
+
+
+def _check_reference_penalty(beta: float, ref_sync_every: int) -> None:
+    """The settings of a penalty of weight ``beta`` towards a reference policy synced every ``ref_sync_every``
+    steps."""
+    check(beta >= 0, "beta", f"must be >= 0 (0 = no KL term), got {beta}")
+    check(ref_sync_every >= 0, "ref_sync_every", f"must be >= 0 (0 = never), got {ref_sync_every}")
+    check(
+        beta > 0 or not ref_sync_every,
+        "ref_sync_every",
+        "needs beta > 0 (with beta = 0 there is no reference policy to sync)",
+    )
 
 
 @dataclass
@@ -162,6 +176,46 @@ class SPGConfig(PolicyGradientConfig):
 
 
 @dataclass
+class DMPOConfig(PolicyGradientConfig):
+    """DMPO. Its public code (LLaDA-8B): K = 16, mu = 8, alpha 0.04, negative weight baseline of strength 1, 4 masked
+    states per sequence for the loss and 4 for the reference ratio, lr 1e-6, grad clip 0.2."""
+
+    method: Literal["dmpo"] = "dmpo"
+    output_dir: str = "runs/dmpo"
+    alpha: float = 0.04  # temperature of the target p_ref exp(r / alpha)
+    baseline: WeightBaseline = "negative"  # weight baseline subtracted from the importance weights
+    baseline_strength: float = 1.0  # lambda: the baseline's factor
+    mc_samples: int = 4  # masked states per sequence and update
+    ratio_samples: int = 4  # masked states per rollout for the ELBO estimate of log p_ref / p_theta (0: no reference)
+    masking: Masking = "uniform"  # uniform: anywhere in the response, as in its public code; sar: as DTM
+
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        check(self.alpha > 0, "alpha", f"must be positive, got {self.alpha}")
+        check(self.baseline_strength >= 0, "baseline_strength", f"must be >= 0, got {self.baseline_strength}")
+        check(self.mc_samples > 0, "mc_samples", f"must be positive, got {self.mc_samples}")
+        check(self.ratio_samples >= 0, "ratio_samples", f"must be >= 0 (0 = no reference), got {self.ratio_samples}")
+
+
+@dataclass
+class GDSDConfig(PolicyGradientConfig):
+    """GDSD. Its public code (LLaDA-8B): K = 6, mu = 8, psi 1.0, beta 0.001, one masked state per sequence and
+    update, lr 3e-6, grad clip 0.2."""
+
+    method: Literal["gdsd"] = "gdsd"
+    output_dir: str = "runs/gdsd"
+    psi: float = 1.0  # scale of the advantage that each token's log-ratio is matched to
+    beta: float = 0.001  # weight of the k2 penalty to the reference policy (0: no reference model)
+    ref_sync_every: int = 0  # copy the policy into the reference every this many steps (0 = never)
+    masking: Masking = "uniform"  # uniform: anywhere in the response, as in its public code; sar: as DTM
+
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        check(self.psi > 0, "psi", f"must be positive, got {self.psi}")
+        _check_reference_penalty(self.beta, self.ref_sync_every)
+
+
+@dataclass
 class PolicyGradientState(RunState):
     """Counters saved in every checkpoint (``step`` counts rollout batches), and the training time so far."""
 
@@ -172,8 +226,9 @@ class PolicyGradientState(RunState):
 class RolloutBatch:
     """One step's rollouts on this process, rows grouped by prompt, and what the method precomputed per row.
 
-    ``inputs[k]``, ``old_log_probs[k]``, ``ref_log_probs[k]``: d1/wd1 inputs of inner update k and d1's log-probs of
-    the rollout policy and the reference on them; ``w_plus``, ``w_minus``: wd1's weights.
+    ``inputs[k]``: d1/wd1 inputs of inner update k; ``states[k]``: GDSD's masked states of inner update k;
+    ``old_log_probs[k]``, ``ref_log_probs[k]``: the log-probs of the rollout policy and the reference on either (d1,
+    GDSD); ``w_plus``, ``w_minus``: wd1's or DMPO's weights; ``stats``: metrics of the batch for the step's record.
     """
 
     prompt_ids: torch.Tensor
@@ -182,10 +237,27 @@ class RolloutBatch:
     rewards: torch.Tensor
     advantages: torch.Tensor
     inputs: list[torch.Tensor] = field(default_factory=list)
+    states: list[StateBatch] = field(default_factory=list)
     old_log_probs: list[torch.Tensor] = field(default_factory=list)
     ref_log_probs: list[torch.Tensor] = field(default_factory=list)
     w_plus: torch.Tensor | None = None
     w_minus: torch.Tensor | None = None
+    stats: dict[str, float] = field(default_factory=dict)
+
+
+class StateBatch(NamedTuple):
+    """Masked states of some rows' responses with their prompts: prompt ids and attention mask ``[B, P]``, clean
+    responses ``[B, G]`` and their states."""
+
+    prompt_ids: torch.Tensor
+    prompt_mask: torch.Tensor
+    responses: torch.Tensor
+    state: MaskedState
+
+    def rows(self, index: slice) -> StateBatch:
+        return StateBatch(
+            self.prompt_ids[index], self.prompt_mask[index], self.responses[index], self.state.rows(index)
+        )
 
 
 class PolicyGradientTrainer(Trainer):
@@ -237,6 +309,10 @@ class PolicyGradientTrainer(Trainer):
 
     # ---------------------------------------------------------------- method hooks
 
+    def _advantages(self, rewards: torch.Tensor) -> torch.Tensor:
+        """Advantages of a step's rewards: group-relative, scaled by the group's std if ``normalize_advantages``."""
+        return group_advantages(rewards, self.cfg.num_generations, scale=self.normalize_advantages)
+
     def _prepare(self, batch: RolloutBatch) -> None:
         """Fill the method's per-row data of a fresh rollout batch (no gradient)."""
 
@@ -252,7 +328,7 @@ class PolicyGradientTrainer(Trainer):
         device = self.accelerator.device
         prompts = self.buffer.pool.select(self.buffer.prompt_rows())
         rewards = self.buffer.rewards
-        advantages = group_advantages(rewards, self.cfg.num_generations, scale=self.normalize_advantages)
+        advantages = self._advantages(rewards)
         batch = RolloutBatch(
             prompts.ids.to(device),
             prompts.attention_mask.to(device),
@@ -303,20 +379,53 @@ class PolicyGradientTrainer(Trainer):
             logits = model(x, attention_mask=attention, select=select)
         return token_log_probs(logits, responses)
 
-    @torch.no_grad()
     def _frozen_log_probs(self, model: Forward, batch: RolloutBatch) -> list[torch.Tensor]:
-        """Mean-field log-probabilities of the whole batch under a frozen model, for every inner update's input,
-        computed micro-batch by micro-batch."""
-        step = self.cfg.micro_batch
+        """Mean-field log-probabilities of the whole batch under a frozen model, for every inner update's input."""
         return [
-            torch.cat(
-                [
-                    self._mean_field_log_probs(model, x[start : start + step], batch, slice(start, start + step))
-                    for start in range(0, len(x), step)
-                ]
-            )
+            self._by_micro_batch(lambda rows, x=x: self._mean_field_log_probs(model, x[rows], batch, rows), len(x))
             for x in batch.inputs
         ]
+
+    @torch.no_grad()
+    def _by_micro_batch(self, fn: Callable[[slice], torch.Tensor], n: int) -> torch.Tensor:
+        """``fn`` of rows ``0 .. n - 1``, one micro-batch of rows at a time, concatenated (no gradient)."""
+        step = self.cfg.micro_batch
+        return torch.cat([fn(slice(start, start + step)) for start in range(0, n, step)])
+
+    def _masked_states(self, batch: RolloutBatch, rows: slice, copies: int, masking: Masking) -> StateBatch:
+        """``copies`` fresh masked states of each of the rows' responses, drawn with the sample generator; row
+        ``c * n + i`` is copy c of the i-th row."""
+        responses = batch.responses[rows].repeat(copies, 1)
+        block = self.cfg.sampling.block_length
+        state = masked_states(responses, masking, block, self.mask_id, self.sample_generator)
+        return StateBatch(
+            batch.prompt_ids[rows].repeat(copies, 1), batch.prompt_mask[rows].repeat(copies, 1), responses, state
+        )
+
+    def _state_log_probs(self, model: Forward, states: StateBatch) -> torch.Tensor:
+        """log pi(o^k | z) ``[B, G]`` of the clean tokens at each state's loss positions (0 elsewhere), from one
+        forward pass with logits only there."""
+        loss_mask = states.state.loss_mask
+        x = torch.cat([states.prompt_ids, states.state.noisy], dim=1)
+        select = torch.cat([torch.zeros_like(states.prompt_ids, dtype=torch.bool), loss_mask], dim=1)
+        attention = torch.cat([states.prompt_mask, torch.ones_like(states.responses)], dim=1)
+        with self.accelerator.autocast():
+            logits = model(x, attention_mask=attention, select=select)
+        selected = token_log_probs(logits, states.responses[loss_mask])
+        return torch.zeros(loss_mask.shape, dtype=selected.dtype, device=selected.device).masked_scatter(
+            loss_mask, selected
+        )
+
+    def _copies_log_probs(self, model: Forward, states: StateBatch, copies: int) -> tuple[torch.Tensor, torch.Tensor]:
+        """:meth:`_state_log_probs` of states made by :meth:`_masked_states` and their loss masks, as
+        ``[copies, n, G]`` (the layout of :func:`dtm.diffusion.policy.block_elbo`)."""
+        shape = (copies, -1, states.responses.shape[1])
+        return self._state_log_probs(model, states).view(shape), states.state.loss_mask.view(shape)
+
+    def _sync_reference(self, every: int) -> None:
+        """Copy the policy into the reference every ``every`` steps (0 = never)."""
+        if self.reference is not None and every and self.state.step % every == 0:
+            self.reference.sync(trainable_state(self.raw_student))
 
     # ---------------------------------------------------------------- loop
 
@@ -360,7 +469,7 @@ class PolicyGradientTrainer(Trainer):
                 reward_timeouts=self.state.reward_timeouts,
                 rollouts=self.state.rollouts,
             )
-            record.update(wall_time=self.state.wall_time)
+            record.update(batch.stats, wall_time=self.state.wall_time)
             self._log(self._reduce(record))
             self._periodic_eval(cfg.steps)
             bar.update(1)
@@ -417,9 +526,7 @@ class DiffuGRPOTrainer(PolicyGradientTrainer):
         return out.loss, {"clip_fraction": out.clip_fraction.item(), "kl": out.kl.item()}
 
     def _after_step(self) -> None:
-        every = self.cfg.ref_sync_every
-        if self.reference is not None and every and self.state.step % every == 0:
-            self.reference.sync(trainable_state(self.raw_student))
+        self._sync_reference(self.cfg.ref_sync_every)
 
 
 class WD1Trainer(PolicyGradientTrainer):
@@ -451,29 +558,133 @@ class SPGTrainer(PolicyGradientTrainer):
 
     def _micro_loss(self, batch: RolloutBatch, rows: slice, update: int) -> tuple[torch.Tensor, dict[str, float]]:
         cfg = self.cfg
-        samples = cfg.mc_samples
-        responses = batch.responses[rows].repeat(samples, 1)  # sample-major: row s * n + i is state s of sequence i
-        prompt_ids = batch.prompt_ids[rows].repeat(samples, 1)
-        state = sar_masked_states(responses, cfg.sampling.block_length, self.mask_id, self.sample_generator)
-        x = torch.cat([prompt_ids, state.noisy], dim=1)
-        select = torch.cat([torch.zeros_like(prompt_ids, dtype=torch.bool), state.loss_mask], dim=1)
-        attention = torch.cat([batch.prompt_mask[rows].repeat(samples, 1), torch.ones_like(responses)], dim=1)
-        with self.accelerator.autocast():
-            logits = self.student(x, attention_mask=attention, select=select)
-        selected = token_log_probs(logits, responses[state.loss_mask])
-        log_probs = torch.zeros(responses.shape, dtype=selected.dtype, device=selected.device)
-        log_probs = log_probs.masked_scatter(state.loss_mask, selected)
-        shape = (samples, -1, responses.shape[1])
-        loss_mask = state.loss_mask.view(shape)
-        elbo = block_elbo(log_probs.view(shape), loss_mask)
-        eubo = block_eubo(log_probs.view(shape), loss_mask, cfg.eubo_beta)
+        states = self._masked_states(batch, rows, cfg.mc_samples, "sar")
+        log_probs, loss_mask = self._copies_log_probs(self.student, states, cfg.mc_samples)
+        elbo = block_elbo(log_probs, loss_mask)
+        eubo = block_eubo(log_probs, loss_mask, cfg.eubo_beta)
         loss = spg_loss(batch.advantages[rows], elbo, eubo, cfg.eubo_weight)
         return loss, {"elbo": elbo.mean().item(), "eubo": eubo.mean().item()}
 
 
-CONFIGS: dict[str, type[PolicyGradientConfig]] = {"diffu_grpo": DiffuGRPOConfig, "wd1": WD1Config, "spg": SPGConfig}
+class DMPOTrainer(PolicyGradientTrainer):
+    """DMPO: the policy matched to the reward-tilted target p*(o) ∝ p_ref(o) exp(r(o) / alpha) (per prompt) by a
+    weighted denoising cross-entropy on the rollouts,
+
+        L(theta) = (1/P) sum_j sum_{i in group j} (w+_i - lambda b_i) DCE_theta(o_i),
+        DCE_theta(o) = -(1/S) sum_s (1/|M_s|) sum_{k in M_s} log pi_theta(o^k | z_s)   (S = ``mc_samples`` states)
+
+    with the self-normalised importance weights w+ of p* against the rollout policy and the weight baseline b of
+    :func:`dtm.diffusion.policy.dmpo_weights`; G * (-DCE) is the ELBO estimate of log pi_theta(o). Without a baseline
+    and with every state, the minimiser is the denoiser of p*: pi_theta(v | z) = p*(o^k = v | z) (tested by
+    enumeration). The importance weights need log p_ref(o) - log pi_old(o), estimated once per rollout batch as the
+    difference of the two models' ELBOs on the same ``ratio_samples`` masked states (DMPO's estimate), both models in
+    evaluation mode, so that it is exactly 0 while the policy is the reference; ``ratio_samples = 0`` drops the
+    reference and targets the rollout policy tilted. The weights stay
+    fixed over the batch's ``inner_updates``, whose states are drawn afresh for every micro-batch; the loss is
+    :func:`dtm.diffusion.policy.wd1_loss`, the same weighted log-likelihood as wd1's with other weights and another
+    likelihood estimate."""
+
+    cfg: DMPOConfig
+
+    @property
+    def needs_reference(self) -> bool:
+        return self.cfg.ratio_samples > 0
+
+    def _prepare(self, batch: RolloutBatch) -> None:
+        cfg = self.cfg
+        log_ratio = self._reference_log_ratio(batch) if self.reference is not None else torch.zeros_like(batch.rewards)
+        batch.w_plus, batch.w_minus = dmpo_weights(
+            batch.rewards, log_ratio, cfg.num_generations, cfg.alpha, cfg.baseline, cfg.baseline_strength
+        )
+        batch.stats = {
+            "ess": effective_sample_size(batch.w_plus, cfg.num_generations),
+            "log_ratio": log_ratio.mean().item(),
+        }
+
+    def _reference_log_ratio(self, batch: RolloutBatch) -> torch.Tensor:
+        """ELBO estimates of log p_ref(o) - log pi_theta(o) per rollout ``[N]``: both models on the same
+        ``ratio_samples`` masked states of each response."""
+        samples, length = self.cfg.ratio_samples, batch.responses.shape[1]
+
+        def estimate(rows: slice) -> torch.Tensor:
+            states = self._masked_states(batch, rows, samples, self.cfg.masking)
+            elbos = [
+                block_elbo(*self._copies_log_probs(m, states, samples)) for m in (self.reference, self.raw_student)
+            ]
+            return length * (elbos[0] - elbos[1])
+
+        training = self.raw_student.training
+        self.raw_student.eval()  # no dropout: the same weights give the same log-probabilities
+        try:
+            return self._by_micro_batch(estimate, len(batch.responses))
+        finally:
+            self.raw_student.train(training)
+
+    def _micro_loss(self, batch: RolloutBatch, rows: slice, update: int) -> tuple[torch.Tensor, dict[str, float]]:
+        cfg = self.cfg
+        states = self._masked_states(batch, rows, cfg.mc_samples, cfg.masking)
+        elbo = block_elbo(*self._copies_log_probs(self.student, states, cfg.mc_samples))
+        loss = wd1_loss(elbo, batch.w_plus[rows], batch.w_minus[rows], cfg.num_generations)
+        return loss, {"elbo": elbo.mean().item()}
+
+
+class GDSDTrainer(PolicyGradientTrainer):
+    """GDSD: each masked token's log-ratio to the rollout policy matched to the scaled leave-one-out advantage, with a
+    k2 penalty towards the reference (:func:`dtm.diffusion.policy.gdsd_loss`):
+
+        l_ik = log pi_theta(o_i^k | z_i) - log pi_old(o_i^k | z_i),   k_ik = log pi_theta(o_i^k | z_i) - log pi_ref(...)
+        L(theta) = (1/N) sum_i (1/|M_i|) sum_{k in M_i} [(l_ik - psi A_i)^2 + (beta / 2) k_ik^2]
+
+    One masked state z_i per rollout and inner update, drawn before the updates; the rollout policy's and the
+    reference's log-probabilities on them are computed then, micro-batch by micro-batch. With a single inner update
+    the rollout policy's log-probabilities equal the current ones, so their detached values are used (log-ratio 0, no
+    extra forward pass): the gradient is then -2 psi A times that of the per-token ELBO, a policy gradient."""
+
+    cfg: GDSDConfig
+
+    @property
+    def needs_reference(self) -> bool:
+        return self.cfg.beta > 0
+
+    def _advantages(self, rewards: torch.Tensor) -> torch.Tensor:
+        return leave_one_out_advantages(rewards, self.cfg.num_generations)
+
+    def _prepare(self, batch: RolloutBatch) -> None:
+        cfg = self.cfg
+        everything = slice(0, len(batch.responses))
+        batch.states = [self._masked_states(batch, everything, 1, cfg.masking) for _ in range(cfg.inner_updates)]
+        if cfg.inner_updates > 1:
+            batch.old_log_probs = [self._frozen_state_log_probs(self.raw_student, s) for s in batch.states]
+        if self.reference is not None:
+            batch.ref_log_probs = [self._frozen_state_log_probs(self.reference, s) for s in batch.states]
+
+    def _frozen_state_log_probs(self, model: Forward, states: StateBatch) -> torch.Tensor:
+        return self._by_micro_batch(lambda rows: self._state_log_probs(model, states.rows(rows)), len(states.responses))
+
+    def _micro_loss(self, batch: RolloutBatch, rows: slice, update: int) -> tuple[torch.Tensor, dict[str, float]]:
+        cfg = self.cfg
+        states = batch.states[update].rows(rows)
+        log_probs = self._state_log_probs(self.student, states)
+        old = batch.old_log_probs[update][rows] if batch.old_log_probs else log_probs.detach()
+        ref = batch.ref_log_probs[update][rows] if batch.ref_log_probs else None
+        out = gdsd_loss(log_probs, old, states.state.loss_mask, batch.advantages[rows], cfg.psi, cfg.beta, ref)
+        return out.loss, {"log_ratio": out.log_ratio.item(), "kl": out.kl.item()}
+
+    def _after_step(self) -> None:
+        self._sync_reference(self.cfg.ref_sync_every)
+
+
+CONFIGS: dict[str, type[PolicyGradientConfig]] = {
+    "diffu_grpo": DiffuGRPOConfig,
+    "wd1": WD1Config,
+    "spg": SPGConfig,
+    "dmpo": DMPOConfig,
+    "gdsd": GDSDConfig,
+}
 TRAINERS: dict[str, type[PolicyGradientTrainer]] = {
     "diffu_grpo": DiffuGRPOTrainer,
     "wd1": WD1Trainer,
     "spg": SPGTrainer,
+    "dmpo": DMPOTrainer,
+    "gdsd": GDSDTrainer,
 }

@@ -29,7 +29,7 @@ from dtm.diffusion.losses import (
     position_weights,
     tilt_shift,
 )
-from dtm.diffusion.masking import MaskedState, sar_masked_states, uniform_masked_states
+from dtm.diffusion.masking import MaskedState, Masking, masked_states
 from dtm.models.base import DiffusionLM
 from dtm.tasks.base import TokenTask
 from dtm.training.buffer import ReplayBuffer
@@ -68,7 +68,7 @@ class DTMConfig(RunConfig):
     # rollout (instead of control_variate); `tilt_normalization: prompt` divides each rollout's exp(h r) and c by it.
     prompt_baseline: bool = False
     tilt_normalization: Literal["none", "prompt"] = "none"
-    masking: Literal["sar", "uniform"] = "sar"
+    masking: Masking = "sar"
     # Teacher / student.
     teacher: Literal["copy", "lora"] = "copy"
     ema: float = 0.0
@@ -223,10 +223,7 @@ class DTMTrainer(Trainer):
                 log_tilt, c = log_tilt - log_z, c * torch.exp(-log_z)
         device = self.accelerator.device
         responses = responses.to(device)
-        if cfg.masking == "sar":
-            state = sar_masked_states(responses, cfg.sampling.block_length, self.mask_id, self.sample_generator)
-        else:
-            state = uniform_masked_states(responses, self.mask_id, self.sample_generator)
+        state = masked_states(responses, cfg.masking, cfg.sampling.block_length, self.mask_id, self.sample_generator)
         return MicroBatch(
             prompts.ids.to(device),
             prompts.attention_mask.to(device),
