@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from dtm.studies import fit
+from dtm.studies import compare, fit, maze
 
 ROOT = Path(__file__).resolve().parents[1]
 DOCS = ROOT / "docs"
@@ -32,6 +32,12 @@ TABLES: list[tuple[str, str, Callable[[list], dict], Callable[[dict], str]]] = [
     ("docs/fit.md", "fit/levers/results.json", fit.summarize, lambda s: fit.variant_table(s, "train")),
     ("docs/fit.md", "fit/maze/results.json", fit.summarize, lambda s: fit.phase_table(s["dtm"])),
     ("docs/fit.md", "fit/maze/results.json", fit.summarize, fit.final_table),
+    ("docs/compare.md", "compare/maze/results.json", compare.summarize, compare.headline_table),
+    ("docs/compare.md", "compare/maze/results.json", compare.summarize, compare.markdown_tables),
+    ("docs/compare.md", "compare/maze-baselines-lr1e-4/results.json", compare.summarize, compare.markdown_tables),
+    ("README.md", "fit/maze/results.json", fit.summarize, lambda s: fit.phase_table(s["dtm"])),
+    ("README.md", "compare/maze/results.json", compare.summarize, compare.headline_table),
+    ("README.md", "maze-study/results.json", maze.summarize, maze.markdown_table),
 ]
 
 
