@@ -1,11 +1,12 @@
 #!/usr/bin/env bash
 # DTM vs the RL baselines (diffu-GRPO, wd1, SPG) on the maze task and on 4x4 Sudoku, three seeds each, at equal rollouts
-# and at equal compute: tables, curves and figures in runs/compare/{maze,sudoku}/. Pretrains the maze base models
-# first if they are missing (scripts/maze_bases.sh; the Sudoku comparison pretrains its own). Extra arguments go to
-# both runs (e.g. seeds=[0] for a quicker look, --overwrite to start over).
+# and at equal compute: tables, curves and figures in runs/compare/{maze,sudoku}/. Pretrains the base models of both
+# tasks first where they are missing (scripts/bases.sh). Extra arguments go to both runs (e.g. seeds=[0] for a quicker
+# look, --overwrite to start over).
 set -euo pipefail
 cd "$(dirname "$0")/.."
-bash scripts/maze_bases.sh
+bash scripts/bases.sh maze
+bash scripts/bases.sh sudoku
 source scripts/venv.sh  # also sets HF_HUB_OFFLINE=1
 for task in maze sudoku; do
   .venv/bin/dtm study compare --config "configs/compare-$task.yaml" "$@"
