@@ -18,8 +18,6 @@ from dtm.models import TinyModelConfig, build_tiny_model, load_model, save_model
 from dtm.tasks.sudoku import VOCAB_SIZE
 from tests.hf_fixtures import builtin_model_folder
 
-pytestmark = pytest.mark.usefixtures("single_thread")
-
 
 @pytest.fixture(scope="module")
 def sudoku_model(tmp_path_factory):
@@ -182,7 +180,7 @@ def test_text_task_at_two_lengths_names_its_style(tmp_path):
 
 def test_eval_command(sudoku_model, tmp_path, capsys):
     out = tmp_path / "cli"
-    argv = ["eval", "--model", str(sudoku_model), "--task", "sudoku_digits", "--gen-length", "16"]
+    argv = ["eval", "--model", str(sudoku_model), "--task", "sudoku_digits", "--gen-lengths", "16"]
     main([*argv, "--block-length", "8", "--num-examples", "5", "--output-dir", str(out), "--no-progress"])
     printed = capsys.readouterr().out
     assert "| sudoku_digits | - | 16 | 8 | 8 | no |" in printed

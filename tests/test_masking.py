@@ -17,9 +17,6 @@ Z = 5.0  # tolerance in standard errors for frequency checks
 SAR_SHAPES = [(G, B) for G in (4, 8, 12) for B in range(1, G + 1) if G % B == 0]
 
 
-pytestmark = pytest.mark.usefixtures("single_thread")
-
-
 def random_response(rows: int, length: int, seed: int) -> torch.Tensor:
     """Token ids in [0, VOCAB) without the mask token, so ``noisy == MASK_ID`` identifies masked positions."""
     g = torch.Generator().manual_seed(seed)

@@ -7,11 +7,10 @@ masked. All functions are pure: they take tensors and a ``torch.Generator`` and 
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Literal
 
 import torch
 
-Masking = Literal["sar", "uniform"]
+from dtm.config.choices import Masking
 
 
 @dataclass
