@@ -281,6 +281,8 @@ def main(argv: list[str] | None = None) -> None:
     try:
         if hasattr(args, "threads"):
             set_threads(args.threads)
+        if getattr(args, "no_progress", False):
+            os.environ["HF_HUB_DISABLE_PROGRESS_BARS"] = "1"  # also transformers' "Loading weights" bar
         args.func(args)
     except (ConfigError, FileNotFoundError, FileExistsError, PermissionError, ValueError) as e:
         if os.environ.get("DTM_TRACEBACK"):

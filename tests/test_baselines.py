@@ -14,21 +14,15 @@ from dtm.config import ConfigError
 from dtm.config.baselines import BASELINE_CONFIGS as CONFIGS
 from dtm.config.run import LoraSection
 from dtm.config.sampling import SamplingConfig
-from dtm.models import TinyModelConfig, build_tiny_model, load_model, save_model
+from dtm.models import load_model, save_model
 from dtm.tasks.increment import IncrementTask
 from dtm.training import load_train_config, train_from_config
 from dtm.training.baselines import TRAINERS
 from dtm.training.dtm import DTMConfig
-from dtm.training.pretrain import PretrainConfig, pretrain
 from dtm.training.trainer import evaluate
+from tests.shared import read_metrics, tiny_model
 
-TINY = TinyModelConfig(vocab_size=14, hidden_size=64, num_layers=2, num_heads=4, intermediate_size=128)
 METHODS = sorted(CONFIGS)
-
-
-def tiny_model(seed: int = 0):
-    torch.manual_seed(seed)
-    return build_tiny_model(TINY)
 
 
 def small_config(method: str, tmp_path, **overrides):
@@ -51,20 +45,8 @@ def make(cfg, **kwargs):
     return TRAINERS[cfg.method](cfg, progress=False, **kwargs)
 
 
-def read_metrics(run_dir) -> list[dict]:
-    return [json.loads(line) for line in (run_dir / "metrics.jsonl").read_text().splitlines()]
-
-
 def weights(trainer) -> dict[str, torch.Tensor]:
     return {k: v.detach().clone() for k, v in trainer.raw_student.state_dict().items()}
-
-
-@pytest.fixture(scope="module")
-def base_model_dir(tmp_path_factory):
-    out = tmp_path_factory.mktemp("base")
-    cfg = PretrainConfig(architecture=TINY, steps=300, batch_size=64, output_dir=str(out), num_examples=4000)
-    pretrain(cfg, overwrite=True, progress=False)
-    return out / "model"
 
 
 @pytest.mark.parametrize("method", METHODS)

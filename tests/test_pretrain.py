@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 import math
 import os
 import re
@@ -18,6 +17,7 @@ from dtm.tasks.increment import IncrementTask
 from dtm.training.data import TokenDataset, from_task
 from dtm.training.pretrain import PretrainConfig, pretrain
 from dtm.training.schedule import lr_at
+from tests.shared import read_metrics
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 
@@ -27,14 +27,10 @@ TRAIN_STEPS = 120
 
 def tiny_config(out, **overrides) -> PretrainConfig:
     settings = dict(
-        model=TINY, num_examples=2000, batch_size=32, lr=5e-3, lr_min=5e-4, log_every=10, output_dir=str(out)
+        architecture=TINY, num_examples=2000, batch_size=32, lr=5e-3, lr_min=5e-4, log_every=10, output_dir=str(out)
     )
     settings.update(overrides)
     return PretrainConfig(**settings)
-
-
-def read_metrics(out) -> list[dict]:
-    return [json.loads(line) for line in (out / "metrics.jsonl").read_text().splitlines()]
 
 
 def validity(model, task: IncrementTask, n: int = 256, seed: int = 0) -> float:

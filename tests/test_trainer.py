@@ -14,17 +14,10 @@ from safetensors.torch import load_file
 from dtm.config import ConfigError, load_config
 from dtm.config.run import LoraSection
 from dtm.config.sampling import SamplingConfig
-from dtm.models import TinyModelConfig, build_tiny_model, load_model
+from dtm.models import load_model
 from dtm.tasks.increment import IncrementTask
 from dtm.training.dtm import RUN_STATE_BYTES, DTMConfig, DTMTrainer, evaluate
-from dtm.training.pretrain import PretrainConfig, pretrain
-
-TINY = TinyModelConfig(vocab_size=14, hidden_size=64, num_layers=2, num_heads=4, intermediate_size=128)
-
-
-def tiny_model(seed: int = 0):
-    torch.manual_seed(seed)
-    return build_tiny_model(TINY)
+from tests.shared import read_metrics, tiny_model
 
 
 def small_config(tmp_path, **overrides) -> DTMConfig:
@@ -48,20 +41,8 @@ def small_config(tmp_path, **overrides) -> DTMConfig:
     return DTMConfig(**values)
 
 
-def read_metrics(run_dir) -> list[dict]:
-    return [json.loads(line) for line in (run_dir / "metrics.jsonl").read_text().splitlines()]
-
-
 def student_weights(trainer: DTMTrainer) -> dict[str, torch.Tensor]:
     return {k: v.detach().clone() for k, v in trainer.raw_student.state_dict().items()}
-
-
-@pytest.fixture(scope="module")
-def base_model_dir(tmp_path_factory):
-    out = tmp_path_factory.mktemp("base")
-    cfg = PretrainConfig(architecture=TINY, steps=300, batch_size=64, output_dir=str(out), num_examples=4000)
-    pretrain(cfg, overwrite=True, progress=False)
-    return out / "model"
 
 
 def test_dtm_raises_heldout_reward(base_model_dir, tmp_path):

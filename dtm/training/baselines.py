@@ -271,7 +271,7 @@ class PolicyGradientTrainer(Trainer):
         bar = tqdm(
             total=cfg.rollout_batches,
             initial=self.state.step,
-            desc=cfg.method,
+            desc=f"{cfg.method} {self.out.name}",
             disable=not self.progress or not self.accelerator.is_main_process,
         )
         while self.state.step < cfg.rollout_batches:

@@ -216,7 +216,7 @@ class DTMTrainer(Trainer):
         bar = tqdm(
             total=cfg.total_steps,
             initial=self.state.step,
-            desc="dtm",
+            desc=f"dtm {self.out.name}",
             disable=not self.progress or not self.accelerator.is_main_process,
         )
         while self.state.step < cfg.total_steps:
