@@ -12,12 +12,12 @@ import torch
 
 from dtm.config import ConfigError, load_config
 from dtm.config.sampling import SamplingConfig
+from dtm.heldout import diversity
 from dtm.models import TinyModelConfig, build_tiny_model, load_model, save_model
 from dtm.studies.compare import (
     CompareConfig,
     base_models,
     compute_configs,
-    diversity,
     headline_table,
     run_compare,
     run_configs,

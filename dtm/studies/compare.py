@@ -26,12 +26,10 @@ from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
-import torch
 from tqdm.auto import tqdm
 
 from dtm.config import ConfigError, check, load_config, save_config, setting
-from dtm.models.base import DiffusionLM
-from dtm.rollouts import rollout
+from dtm.heldout import heldout_metrics
 from dtm.studies.figures import new_axes, save_figure
 from dtm.studies.parallel import map_seeds
 from dtm.tasks.base import PromptBatch, TokenTask
@@ -204,38 +202,6 @@ def _with_budget(run: RunConfig, budget: int) -> RunConfig:
     return replace(run, rollout_batches=budget // per_step)
 
 
-@torch.no_grad()
-def evaluate_model(
-    model: DiffusionLM, task: TokenTask, prompts: PromptBatch, run: RunConfig, samples: int, seed: int
-) -> dict[str, float]:
-    """Greedy reward/accuracy and, from ``samples`` samples per prompt at the rollout temperature, sampled
-    reward/accuracy, distinct responses / samples and distinct correct responses, averaged over prompts."""
-    generator = torch.Generator().manual_seed(seed)
-    greedy = rollout(model, prompts, run.sampling, generator, temperature=0.0)
-    repeated = prompts.select(torch.arange(len(prompts)).repeat_interleave(samples))
-    sampled = rollout(model, repeated, run.sampling, generator)
-    correct = task.is_correct(sampled, repeated.meta)
-    return {
-        "greedy_reward": task.reward(greedy, prompts.meta).mean().item(),
-        "greedy_accuracy": task.is_correct(greedy, prompts.meta).float().mean().item(),
-        "sampled_reward": task.reward(sampled, repeated.meta).mean().item(),
-        "sampled_accuracy": correct.float().mean().item(),
-    } | diversity(sampled, correct, samples)
-
-
-def diversity(responses: torch.Tensor, correct: torch.Tensor, samples: int) -> dict[str, float]:
-    """From ``samples`` consecutive responses per prompt: distinct responses / samples, and the number of distinct
-    correct responses (e.g. different shortest paths), each averaged over prompts."""
-    keys = [tuple(row) for row in responses.tolist()]
-    ok = correct.tolist()
-    distinct, distinct_correct = [], []
-    for start in range(0, len(keys), samples):
-        rows = range(start, start + samples)
-        distinct.append(len({keys[j] for j in rows}) / samples)
-        distinct_correct.append(len({keys[j] for j in rows if ok[j]}))
-    return {"distinct": statistics.fmean(distinct), "distinct_correct": statistics.fmean(distinct_correct)}
-
-
 def eval_curve(metrics_file: Path) -> list[tuple[int, float]]:
     """(rollouts, held-out greedy reward) of every evaluation a run logged."""
     records = [json.loads(line) for line in metrics_file.read_text().splitlines()]
@@ -284,7 +250,7 @@ def run_seed(
     rows: list[dict[str, Any]] = [
         {"budget": "base", "method": "base", "seed": seed, "rollouts": 0, "steps": 0, "wall_time": 0.0}
         | _compute(None)
-        | evaluate_model(base, task, prompts, first, cfg.eval_samples, seed=0)
+        | heldout_metrics(base, task, prompts, first.sampling, cfg.eval_samples, seed=0)
     ]
     curves: dict[tuple[str, str], list[tuple[int, float]]] = {}
 
@@ -311,7 +277,7 @@ def _train_and_evaluate(
     model = trainer.train()
     wall = time.perf_counter() - start - trainer.state.eval_seconds
     with trainer.uncounted():  # the run's compute is its training only
-        metrics = evaluate_model(model, task, prompts, run, cfg.eval_samples, seed=0)
+        metrics = heldout_metrics(model, task, prompts, run.sampling, cfg.eval_samples, seed=0)
     steps = run.total_steps if run.method == "dtm" else run.rollout_batches
     row = {"budget": budget, "method": run.method, "seed": run.seed, "rollouts": trainer.state.rollouts}
     row |= {"steps": steps, "wall_time": wall} | _compute(trainer.state) | metrics

@@ -39,7 +39,7 @@ from dtm.config.baselines import (
     SPGConfig,
     WD1Config,
 )
-from dtm.diffusion.masking import MaskedState, Masking, masked_states
+from dtm.diffusion.masking import MaskedState, Masking, masked_states, model_inputs
 from dtm.diffusion.policy import (
     block_elbo,
     block_eubo,
@@ -205,10 +205,8 @@ class PolicyGradientTrainer(Trainer):
         """Per-token log-probabilities ``[n, G]`` of the rows' responses from one forward pass on their mean-field
         input ``x`` (prompt partly masked, response fully masked)."""
         responses = batch.responses[rows]
-        prompt_length = batch.prompt_ids.shape[1]
-        select = torch.zeros_like(x, dtype=torch.bool)
-        select[:, prompt_length:] = True
-        attention = torch.cat([batch.prompt_mask[rows], torch.ones_like(responses)], dim=1)
+        all_positions = torch.ones_like(responses, dtype=torch.bool)
+        _, select, attention = model_inputs(batch.prompt_ids[rows], batch.prompt_mask[rows], responses, all_positions)
         with self.accelerator.autocast():
             logits = model(x, attention_mask=attention, select=select)
         return token_log_probs(logits, responses)
@@ -240,9 +238,7 @@ class PolicyGradientTrainer(Trainer):
         """log pi(o^k | z) ``[B, G]`` of the clean tokens at each state's loss positions (0 elsewhere), from one
         forward pass with logits only there."""
         loss_mask = states.state.loss_mask
-        x = torch.cat([states.prompt_ids, states.state.noisy], dim=1)
-        select = torch.cat([torch.zeros_like(states.prompt_ids, dtype=torch.bool), loss_mask], dim=1)
-        attention = torch.cat([states.prompt_mask, torch.ones_like(states.responses)], dim=1)
+        x, select, attention = model_inputs(states.prompt_ids, states.prompt_mask, states.state.noisy, loss_mask)
         with self.accelerator.autocast():
             logits = model(x, attention_mask=attention, select=select)
         selected = token_log_probs(logits, states.responses[loss_mask])

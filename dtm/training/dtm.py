@@ -28,7 +28,7 @@ from dtm.diffusion.losses import (
     position_weights,
     tilt_shift,
 )
-from dtm.diffusion.masking import MaskedState, masked_states
+from dtm.diffusion.masking import MaskedState, masked_states, model_inputs
 from dtm.models.base import DiffusionLM
 from dtm.training.buffer import ReplayBuffer
 from dtm.training.schedule import lr_at, set_lr
@@ -134,9 +134,7 @@ class DTMTrainer(Trainer):
         """Loss of one micro-batch; returns (loss, c* estimate, tokens)."""
         cfg = self.cfg
         state = batch.state
-        x = torch.cat([batch.prompt_ids, state.noisy], dim=1)
-        select = torch.cat([torch.zeros_like(batch.prompt_ids, dtype=torch.bool), state.loss_mask], dim=1)
-        attention = torch.cat([batch.prompt_mask, torch.ones_like(batch.responses)], dim=1)
+        x, select, attention = model_inputs(batch.prompt_ids, batch.prompt_mask, state.noisy, state.loss_mask)
         targets = batch.responses[state.loss_mask]
         per_position = batch.log_tilt[:, None].expand_as(state.loss_mask)
         log_tilt = per_position[state.loss_mask]

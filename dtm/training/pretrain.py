@@ -13,7 +13,7 @@ from tqdm.auto import tqdm
 from dtm.config import save_config
 from dtm.config.pretrain import PretrainConfig
 from dtm.diffusion.losses import masked_diffusion_loss
-from dtm.diffusion.masking import uniform_masked_states
+from dtm.diffusion.masking import model_inputs, uniform_masked_states
 from dtm.models.base import DiffusionLM
 from dtm.models.tiny import build_tiny_model, save_model
 from dtm.tasks import get_task
@@ -55,9 +55,7 @@ def pretrain(cfg: PretrainConfig, *, overwrite: bool = False, progress: bool = T
         index = torch.randint(len(dataset), (cfg.batch_size,), generator=index_generator)
         prompts, attention, responses = (t.to(device) for t in dataset.batch(index))
         state = uniform_masked_states(responses, mask_id, generator)
-        x = torch.cat([prompts, state.noisy], dim=1)
-        select = torch.cat([torch.zeros_like(prompts, dtype=torch.bool), state.masked], dim=1)
-        attention = torch.cat([attention, torch.ones_like(responses)], dim=1)
+        x, select, attention = model_inputs(prompts, attention, state.noisy, state.masked)
         with accelerator.autocast():
             logits = model(x, attention_mask=attention, select=select)
         loss = masked_diffusion_loss(logits, responses[state.masked], state.masked, state.mask_prob)

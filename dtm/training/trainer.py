@@ -29,6 +29,7 @@ from safetensors.torch import load_file, save_file
 from dtm.config import check, save_config
 from dtm.config.run import RunConfig
 from dtm.config.sampling import SamplingConfig
+from dtm.heldout import heldout_metrics
 from dtm.models import save_model
 from dtm.models.base import DiffusionLM
 from dtm.models.loading import load_tokenizer, model_mask_token_id
@@ -482,18 +483,14 @@ def _contiguous(state: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
 def evaluate(
     model: DiffusionLM, task: TokenTask, num_prompts: int, sampling: SamplingConfig, seed: int = 0
 ) -> dict[str, float]:
-    """Held-out metrics: mean reward and accuracy with greedy decoding, mean reward and diversity at the rollout
-    temperature. The prompts are the test split's seed-0 draw for every run; ``seed`` drives the sampling only, so
-    runs with different seeds are measured on the same problems."""
+    """The trainers' held-out metrics (:func:`dtm.heldout.heldout_metrics`, one sample per prompt): greedy and sampled
+    reward and accuracy. The prompts are the test split's seed-0 draw for every run; ``seed`` drives the sampling
+    only, so runs with different seeds are measured on the same problems."""
     prompts = task.prompts(num_prompts, split="test", seed=0)
-    device = next(model.parameters()).device
-    generator = torch.Generator(device=device).manual_seed(seed)
-    greedy = rollout(model, prompts, sampling, generator, temperature=0.0)
-    sampled = rollout(model, prompts, sampling, generator)
-    sampled_reward = task.reward(sampled, prompts.meta)
+    metrics = heldout_metrics(model, task, prompts, sampling, samples=1, seed=seed)
     return {
-        "eval_reward_greedy": task.reward(greedy, prompts.meta).mean().item(),
-        "eval_accuracy_greedy": task.is_correct(greedy, prompts.meta).float().mean().item(),
-        "eval_reward_sampled": sampled_reward.mean().item(),
-        "eval_accuracy_sampled": task.is_correct(sampled, prompts.meta).float().mean().item(),
+        "eval_reward_greedy": metrics["greedy_reward"],
+        "eval_accuracy_greedy": metrics["greedy_accuracy"],
+        "eval_reward_sampled": metrics["sampled_reward"],
+        "eval_accuracy_sampled": metrics["sampled_accuracy"],
     }
