@@ -29,7 +29,6 @@ from typing import Any, NamedTuple
 
 import torch
 from safetensors.torch import load_file
-from tqdm.auto import tqdm
 
 from dtm.config.baselines import (
     DiffuGRPOConfig,
@@ -55,7 +54,6 @@ from dtm.diffusion.policy import (
     wd1_loss,
     wd1_weights,
 )
-from dtm.models.base import DiffusionLM
 from dtm.training.buffer import ReplayBuffer
 from dtm.training.schedule import lr_at, set_lr
 from dtm.training.teacher import CopyTeacher, LoraTeacher, frozen_teacher, trainable_state
@@ -259,55 +257,38 @@ class PolicyGradientTrainer(Trainer):
 
     # ---------------------------------------------------------------- loop
 
-    def train(self) -> DiffusionLM:
-        """Run ``steps`` rollout batches; return the trained model."""
+    @property
+    def total_steps(self) -> int:
+        return self.cfg.rollout_batches
+
+    def _step(self) -> dict[str, Any]:
+        """One rollout batch: fresh rollouts of the current policy, then ``inner_updates`` optimizer steps on it."""
         cfg = self.cfg
-        if self.state.step == 0 and cfg.eval_prompts:
-            self._log_eval("base")
-        bar = tqdm(
-            total=cfg.rollout_batches,
-            initial=self.state.step,
-            desc=f"{cfg.method} {self.out.name}",
-            disable=not self.progress or not self.accelerator.is_main_process,
-        )
-        while self.state.step < cfg.rollout_batches:
-            start = time.perf_counter()
-            batch = self._rollout_batch()
-            updates = []
-            for k in range(cfg.inner_updates):
-                self._check_nonfinite()
-                lr = lr_at(
-                    self.state.step * cfg.inner_updates + k,
-                    cfg.total_updates,
-                    cfg.lr,
-                    cfg.lr_min,
-                    cfg.lr_warmup,
-                    cfg.lr_decay,
-                )
-                set_lr(self.optimizer, lr)
-                updates.append(self._update(batch, k))
-            self.state.step += 1
-            self._after_step()
-            self.state.wall_time += time.perf_counter() - start
-            record = {"step": self.state.step, "lr": lr}
-            record.update({key: sum(u[key] for u in updates) / len(updates) for key in updates[0]})
-            groups = batch.rewards.view(-1, cfg.num_generations)
-            zero_std = (groups == groups[:, :1]).all(dim=1).float().mean().item()
-            record.update(self.buffer.stats(), zero_std_groups=zero_std, skipped_steps=self.state.skipped_steps)
-            record.update(
-                reward_errors=self.state.reward_errors,
-                reward_timeouts=self.state.reward_timeouts,
-                rollouts=self.state.rollouts,
+        start = time.perf_counter()
+        batch = self._rollout_batch()
+        updates = []
+        for k in range(cfg.inner_updates):
+            self._check_nonfinite()
+            lr = lr_at(
+                self.state.step * cfg.inner_updates + k,
+                cfg.total_updates,
+                cfg.lr,
+                cfg.lr_min,
+                cfg.lr_warmup,
+                cfg.lr_decay,
             )
-            record.update(batch.stats, wall_time=self.state.wall_time)
-            self._log(self._reduce(record))
-            self._periodic_eval(cfg.rollout_batches)
-            bar.update(1)
-            bar.set_postfix(loss=f"{record['loss']:.3f}", reward=f"{record['reward_mean']:.3f}")
-            if self.state.step == cfg.rollout_batches or (cfg.save_every and self.state.step % cfg.save_every == 0):
-                self.save_checkpoint()
-        bar.close()
-        return self._finish()
+            set_lr(self.optimizer, lr)
+            updates.append(self._update(batch, k))
+        self.state.step += 1
+        self._after_step()
+        self.state.wall_time += time.perf_counter() - start
+        record = {"step": self.state.step, "lr": lr}
+        record.update({key: sum(u[key] for u in updates) / len(updates) for key in updates[0]})
+        groups = batch.rewards.view(-1, cfg.num_generations)
+        zero_std = (groups == groups[:, :1]).all(dim=1).float().mean().item()
+        record.update(self.buffer.stats(), zero_std_groups=zero_std, skipped_steps=self.state.skipped_steps)
+        record.update(batch.stats, wall_time=self.state.wall_time)
+        return record
 
     def _after_step(self) -> None:
         """What happens after a step's updates (d1: reference sync)."""

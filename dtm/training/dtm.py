@@ -9,14 +9,12 @@ restarts and the buffer is rebuilt with the new teacher.
 from __future__ import annotations
 
 import time
-from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import torch
 from safetensors.torch import load_file
-from tqdm.auto import tqdm
 from transformers import Cache
 
 from dtm.config.dtm import DTMConfig
@@ -40,7 +38,6 @@ __all__ = [
     "DTMConfig",
     "DTMTrainer",
     "MicroBatch",
-    "StepCallback",
     "TrainState",
     "evaluate",
 ]
@@ -65,9 +62,6 @@ class TrainState(RunState):
     """Counters saved in every checkpoint, and the control variate in use."""
 
     c: float = 1.0
-
-
-StepCallback = Callable[[str, "DTMTrainer", dict[str, Any]], None]
 
 
 class DTMTrainer(Trainer):
@@ -201,65 +195,44 @@ class DTMTrainer(Trainer):
 
     # ---------------------------------------------------------------- loop
 
-    def train(self, callback: StepCallback | None = None) -> DiffusionLM:
-        """Run until a = a_end; return the trained student.
+    @property
+    def total_steps(self) -> int:
+        return self.cfg.total_steps
 
-        ``callback(event, trainer, record)``, for studies that watch a run: ``"phase_start"`` once the phase's buffer
-        is built (the teacher is the phase's pi_a; ``record`` holds step, phase, a and h), and ``"step"`` after every
-        optimizer step with its metrics record (after a phase's last step the teacher already holds the student).
-        """
+    def _step(self) -> dict[str, Any]:
+        """One optimizer step of the current phase. At a phase's first step the buffer is rebuilt from the teacher
+        (then the ``train`` callback hears ``"phase_start"``, with step, phase, a and h: the teacher is the phase's
+        pi_a), at every ``refresh_every``-th a part of it is refreshed; after its last step the phase ends: the
+        teacher becomes the student (or its EMA) and the optimizer moments are cleared."""
         cfg = self.cfg
-        if self.state.step == 0 and cfg.eval_prompts:
-            self._log_eval("base")
-        bar = tqdm(
-            total=cfg.total_steps,
-            initial=self.state.step,
-            desc=f"dtm {self.out.name}",
-            disable=not self.progress or not self.accelerator.is_main_process,
-        )
-        while self.state.step < cfg.total_steps:
-            self._check_nonfinite()
-            step = self.state.step
-            phase, in_phase = divmod(step, cfg.steps_per_h)
-            a, h = cfg.phase_tilt(phase)
-            if in_phase == 0:
-                self.buffer.rebuild(self._rollout)
-                if callback is not None:
-                    with self.uncounted():
-                        callback("phase_start", self, {"step": step, "phase": phase, "a": a, "h": h})
-            elif cfg.refresh_every and cfg.refresh_prompts and in_phase % cfg.refresh_every == 0:
-                self.buffer.refresh(cfg.refresh_prompts, self._rollout)
-            lr = lr_at(in_phase, cfg.steps_per_h, cfg.lr, cfg.lr_min, cfg.lr_warmup, cfg.lr_decay)
-            set_lr(self.optimizer, lr)
-            start = time.perf_counter()
-            metrics = self._optimizer_step(h)
-            tokens_per_s = metrics.pop("tokens") / max(time.perf_counter() - start, 1e-9)
-            self.state.step += 1
-            phase_done = self.state.step % cfg.steps_per_h == 0
-            if phase_done:
-                self._end_phase()
-            record = {"step": self.state.step, "phase": phase, "a": a, "h": h, "lr": lr, **metrics}
-            record.update(self.buffer.stats(), tokens_per_s=tokens_per_s)
-            record.update(
-                reward_errors=self.state.reward_errors,
-                reward_timeouts=self.state.reward_timeouts,
-                rollouts=self.state.rollouts,
-            )
-            self._log(self._reduce(record))
-            if callback is not None:
-                with self.uncounted():
-                    callback("step", self, record)
-            self._periodic_eval(cfg.total_steps)
-            bar.update(1)
-            bar.set_postfix(
-                a=f"{a + h if phase_done else a:.2f}",
-                loss=f"{metrics['loss']:.3f}",
-                reward=f"{record['reward_mean']:.3f}",
-            )
-            if phase_done or (cfg.save_every and self.state.step % cfg.save_every == 0):
-                self.save_checkpoint()
-        bar.close()
-        return self._finish()
+        self._check_nonfinite()
+        step = self.state.step
+        phase, in_phase = divmod(step, cfg.steps_per_h)
+        a, h = cfg.phase_tilt(phase)
+        if in_phase == 0:
+            self.buffer.rebuild(self._rollout)
+            self._notify("phase_start", {"step": step, "phase": phase, "a": a, "h": h})
+        elif cfg.refresh_every and cfg.refresh_prompts and in_phase % cfg.refresh_every == 0:
+            self.buffer.refresh(cfg.refresh_prompts, self._rollout)
+        lr = lr_at(in_phase, cfg.steps_per_h, cfg.lr, cfg.lr_min, cfg.lr_warmup, cfg.lr_decay)
+        set_lr(self.optimizer, lr)
+        start = time.perf_counter()
+        metrics = self._optimizer_step(h)
+        tokens_per_s = metrics.pop("tokens") / max(time.perf_counter() - start, 1e-9)
+        self.state.step += 1
+        if self._checkpoint_due():
+            self._end_phase()
+        record = {"step": self.state.step, "phase": phase, "a": a, "h": h, "lr": lr, **metrics}
+        record.update(self.buffer.stats(), tokens_per_s=tokens_per_s)
+        return record
+
+    def _checkpoint_due(self) -> bool:
+        """A phase has just ended."""
+        return self.state.step % self.cfg.steps_per_h == 0
+
+    def _postfix(self, record: dict[str, Any]) -> dict[str, str]:
+        a = record["a"] + record["h"] if self._checkpoint_due() else record["a"]
+        return {"a": f"{a:.2f}"} | super()._postfix(record)
 
     # ---------------------------------------------------------------- checkpoints
 

@@ -15,7 +15,7 @@ import math
 import re
 import time
 from abc import ABC, abstractmethod
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
@@ -25,6 +25,7 @@ import torch
 from accelerate.utils import DistributedType, gather_object, set_seed
 from peft import LoraConfig, prepare_model_for_kbit_training
 from safetensors.torch import load_file, save_file
+from tqdm.auto import tqdm
 
 from dtm.config import check, save_config
 from dtm.config.run import RunConfig
@@ -44,6 +45,8 @@ from dtm.training.rewards import RewardFn, RewardScorer
 from dtm.training.teacher import add_lora_adapters, load_trainable_state, trainable_state
 
 RUN_STATE_BYTES = 1_000_000
+# A study's view of a run: callback(event, trainer, record) (see Trainer.train).
+StepCallback = Callable[[str, "Trainer", dict[str, Any]], None]
 
 
 @dataclass
@@ -198,6 +201,7 @@ class Trainer(ABC):
         self.log = MetricsLog(self.out / "metrics.jsonl", enabled=self.accelerator.is_main_process)
         self.token_counter = TokenCounter()
         self.raw_student.register_forward_pre_hook(self.token_counter, with_kwargs=True)
+        self._callback: StepCallback | None = None
         self._build_state()
         self._start()
 
@@ -206,11 +210,69 @@ class Trainer(ABC):
         """Train LoRA adapters (``student`` and a frozen ``teacher``/reference) on a frozen base."""
         return self.cfg.finetune == "lora"
 
+    # ---------------------------------------------------------------- the loop
+
+    def train(self, callback: StepCallback | None = None) -> DiffusionLM:
+        """Run the method to its last step; return the trained model. Every step is the method's :meth:`_step`;
+        around it the loop logs, evaluates every ``eval_every`` steps, shows progress and checkpoints (every
+        ``save_every`` steps, where :meth:`_checkpoint_due` says, and at the end).
+
+        ``callback(event, trainer, record)`` lets a study watch a run: ``"step"`` after every step with its metrics
+        record, and the events a method adds (DTM: ``"phase_start"``). Its model calls are not counted as compute.
+        """
+        cfg = self.cfg
+        self._callback = callback
+        total = self.total_steps
+        if self.state.step == 0 and cfg.eval_prompts:
+            self._log_eval("base")
+        bar = tqdm(
+            total=total,
+            initial=self.state.step,
+            desc=f"{cfg.method} {self.out.name}",
+            disable=not self.progress or not self.accelerator.is_main_process,
+        )
+        while self.state.step < total:
+            record = self._step()
+            record.update(
+                reward_errors=self.state.reward_errors,
+                reward_timeouts=self.state.reward_timeouts,
+                rollouts=self.state.rollouts,
+            )
+            self._log(self._reduce(record))
+            self._notify("step", record)
+            self._periodic_eval(total)
+            bar.update(1)
+            bar.set_postfix(self._postfix(record))
+            step = self.state.step
+            if step == total or self._checkpoint_due() or (cfg.save_every and step % cfg.save_every == 0):
+                self.save_checkpoint()
+        bar.close()
+        return self._finish()
+
+    def _notify(self, event: str, record: dict[str, Any]) -> None:
+        """Tell the ``train`` callback, if any, about ``event`` (its model calls uncounted)."""
+        if self._callback is not None:
+            with self.uncounted():
+                self._callback(event, self, record)
+
+    def _postfix(self, record: dict[str, Any]) -> dict[str, str]:
+        """What the progress bar shows after a step."""
+        return {"loss": f"{record['loss']:.3f}", "reward": f"{record['reward_mean']:.3f}"}
+
+    def _checkpoint_due(self) -> bool:
+        """Whether the step just taken ends a unit that is checkpointed (DTM: a phase)."""
+        return False
+
     # ---------------------------------------------------------------- what a method writes
 
+    @property
     @abstractmethod
-    def train(self) -> DiffusionLM:
-        """Run the method to the end; return the trained model."""
+    def total_steps(self) -> int:
+        """Steps of the whole run (the loop's unit: DTM optimizer steps, the baselines' rollout batches)."""
+
+    @abstractmethod
+    def _step(self) -> dict[str, Any]:
+        """One step of the method (``self.state.step`` advanced); its metrics record."""
 
     @abstractmethod
     def _build_state(self) -> None:
