@@ -66,7 +66,7 @@ def tiny_study(tmp_path, **overrides) -> MazeStudyConfig:
     values = dict(
         output_dir=str(tmp_path / "study"),
         seeds=[0, 1],
-        model=TinyModelConfig(hidden_size=32, num_layers=2, num_heads=4, intermediate_size=64, max_length=64),
+        architecture=TinyModelConfig(hidden_size=32, num_layers=2, num_heads=4, intermediate_size=64, max_length=64),
         pretrain_steps=20,
         a_end=2.0,
         small_h=1.0,
