@@ -11,87 +11,139 @@ from pathlib import Path
 from dtm.config import ConfigError, load_config
 
 
-def _add_config_args(parser: argparse.ArgumentParser) -> None:
+def _add_config_args(parser: argparse.ArgumentParser, kind: str, example: str, overwrite: bool = True) -> None:
     parser.add_argument("--config", type=Path, help="YAML config file (defaults apply to missing keys)")
-    parser.add_argument("overrides", nargs="*", metavar="key=value", help="override config keys, e.g. h=0.5")
-    parser.add_argument("--overwrite", action="store_true", help="replace an existing output folder")
+    parser.add_argument(
+        "overrides",
+        nargs="*",
+        metavar="key=value",
+        help=f"override config keys, e.g. {example} (every key: dtm config show {kind})",
+    )
+    if overwrite:
+        parser.add_argument("--overwrite", action="store_true", help="replace an existing output folder")
     parser.add_argument("--no-progress", action="store_true", help="hide progress bars")
 
 
+def _add_schema_flags(parser: argparse.ArgumentParser, cls: type) -> None:
+    """One ``--flag`` per scalar or list key of config class ``cls``, with the field's help and default; a flag that
+    is given becomes a ``key=value`` override (so it is checked like one). A nested key is named by its last part."""
+    from dtm.config.fields import describe
+
+    for row in describe(cls):
+        flag = _flag_kind(row.annotation)
+        if flag is None:
+            continue
+        kind, detail = flag
+        leaf = row.key.rsplit(".", 1)[-1]
+        options: dict = {"dest": f"flag:{row.key}", "default": None, "help": f"{row.help} (default: {row.default})"}
+        if kind is not bool and not (kind is str and detail):
+            options["metavar"] = leaf.upper()
+        if kind is bool:
+            options |= {"action": "store_const", "const": True}
+        elif kind is list:
+            options |= {"nargs": "+", "type": detail}
+        else:
+            options |= {"choices": detail} if detail else {"type": kind}
+        parser.add_argument("--" + leaf.replace("_", "-"), **options)
+
+
+def _flag_kind(tp: object) -> tuple[type, object] | None:
+    """(kind, choices or item type) of the flag of annotation ``tp``; None for sections and mappings."""
+    from types import NoneType, UnionType
+    from typing import Literal, Union, get_args, get_origin
+
+    if get_origin(tp) in (Union, UnionType):
+        options = [a for a in get_args(tp) if a is not NoneType]
+        if len(options) != 1:
+            return None
+        tp = options[0]
+    if get_origin(tp) is Literal:
+        return str, list(get_args(tp))
+    if get_origin(tp) is list and get_args(tp)[0] in (int, float, str):
+        return list, get_args(tp)[0]
+    if tp in (bool, int, float, str):
+        return tp, None
+    return None
+
+
+def _flag_overrides(args: argparse.Namespace) -> list[str]:
+    """The ``key=value`` overrides of the schema flags that were given."""
+    return [
+        f"{dest.removeprefix('flag:')}={json.dumps(value)}"
+        for dest, value in vars(args).items()
+        if dest.startswith("flag:") and value is not None
+    ]
+
+
 def cmd_pretrain(args: argparse.Namespace) -> None:
-    from dtm.training.pretrain import PretrainConfig, pretrain
+    from dtm.config.pretrain import PretrainConfig
+    from dtm.training.logging import check_run_dir
 
     cfg = load_config(PretrainConfig, args.config, args.overrides)
+    if cfg.data_file and not Path(cfg.data_file).is_file():
+        raise ConfigError(f"data_file: no such file: {cfg.data_file}")
+    check_run_dir(cfg.output_dir, overwrite=args.overwrite, resumable=False)
+    from dtm.training.pretrain import pretrain
+
     pretrain(cfg, overwrite=args.overwrite, progress=not args.no_progress)
     print(f"saved {Path(cfg.output_dir) / 'model'}")
 
 
 def cmd_train(args: argparse.Namespace) -> None:
     from dtm.training import load_train_config, make_trainer
+    from dtm.training.logging import check_run_dir
 
     cfg = load_train_config(args.config, args.overrides)  # `method: dtm | diffu_grpo | wd1 | spg | dmpo | gdsd`
     if not Path(cfg.base_model).joinpath("config.json").is_file():
         raise ConfigError(f"base_model: no model checkpoint at {cfg.base_model} (run `dtm pretrain` first?)")
+    check_run_dir(cfg.output_dir, resume=args.resume, overwrite=args.overwrite)
     trainer = make_trainer(cfg, resume=args.resume, overwrite=args.overwrite, progress=not args.no_progress)
     trainer.train()
     print(f"saved {Path(cfg.output_dir) / 'final' / 'model'}")
 
 
 def cmd_sample(args: argparse.Namespace) -> None:
+    from dtm.config.commands import SampleConfig
+
+    cfg = load_config(SampleConfig, args.config, [*_flag_overrides(args), *args.overrides])
+    if not Path(cfg.model, "config.json").is_file():
+        raise ConfigError(f"model: no model checkpoint at {cfg.model} (a folder with config.json and weights)")
     import torch
 
+    from dtm.config.sampling import SamplingConfig
     from dtm.models import load_model
-    from dtm.sampling import SamplingConfig, rollout
+    from dtm.rollouts import rollout
     from dtm.tasks import get_task
 
-    task = get_task(args.task)
-    model = load_model(args.model)
+    task = get_task(cfg.task, **cfg.task_options)
     sampling = SamplingConfig(
-        gen_length=task.gen_length, block_length=args.block_length, steps=args.steps, temperature=args.temperature
+        gen_length=task.gen_length,
+        block_length=cfg.block_length,
+        decode_steps=cfg.decode_steps,
+        temperature=cfg.temperature,
+        remasking=cfg.remasking,
     )
-    prompts = task.prompts(args.n, split="test", seed=args.seed)
-    responses = rollout(model, prompts, sampling, torch.Generator().manual_seed(args.seed))
+    model = load_model(cfg.model)
+    vocab = model.model.get_input_embeddings().num_embeddings
+    if task.vocab_size > vocab:
+        raise ConfigError(
+            f"task: {cfg.task} with task_options {cfg.task_options} has {task.vocab_size} tokens but the model at "
+            f"{cfg.model} knows {vocab}; give the task_options it was trained with (e.g. task_options.size=3)"
+        )
+    prompts = task.prompts(cfg.n, split=cfg.split, seed=cfg.seed)
+    responses = rollout(model, prompts, sampling, torch.Generator().manual_seed(cfg.seed))
     rewards = task.reward(responses, prompts.meta)
     for prompt, response, reward in zip(prompts.ids, responses, rewards, strict=True):
         print(f"{task.render(prompt.tolist())} -> {task.render(response.tolist())}  reward={reward:.3f}")
     print(f"mean reward {rewards.mean():.3f}")
 
 
-# ``dtm eval`` flag -> config key (values are passed as YAML, like key=value overrides).
-EVAL_FLAGS = {
-    "model": "model",
-    "adapter": "adapter",
-    "task": "task",
-    "gen_length": "gen_lengths",
-    "steps": "steps",
-    "block_length": "block_length",
-    "temperature": "temperature",
-    "prefix_cache": "prefix_cache",
-    "num_examples": "num_examples",
-    "batch_size": "batch_size",
-    "split": "split",
-    "seed": "seed",
-    "style": "task_options.style",
-    "source": "task_options.source",
-    "trust_remote_code": "load.trust_remote_code",
-    "dtype": "load.dtype",
-    "load_in_4bit": "load.load_in_4bit",
-    "mask_token_id": "load.mask_token_id",
-    "max_prompt_length": "max_prompt_length",
-    "prompt_truncation": "prompt_truncation",
-    "output_dir": "output_dir",
-}
-
-
 def cmd_eval(args: argparse.Namespace) -> None:
-    from dtm.evaluation import EvalConfig, markdown_table, run_eval
+    from dtm.config.evaluation import EvalConfig
 
-    flags = [
-        f"{key}={json.dumps(str(value) if isinstance(value, Path) else value)}"
-        for name, key in EVAL_FLAGS.items()
-        if (value := getattr(args, name)) is not None
-    ]
-    cfg = load_config(EvalConfig, args.config, [*flags, *args.overrides])
+    cfg = load_config(EvalConfig, args.config, [*_flag_overrides(args), *args.overrides])
+    from dtm.evaluation import markdown_table, run_eval
+
     rows = run_eval(cfg, overwrite=args.overwrite, progress=not args.no_progress)
     for row in rows:
         print(f"length {row['gen_length']}: {row['reused']} of {row['n']} samples reused from {cfg.output_dir}")
@@ -121,59 +173,54 @@ def cmd_study(args: argparse.Namespace) -> None:
     print(f"report: {Path(cfg.output_dir) / 'report.md'}")
 
 
+def cmd_config(args: argparse.Namespace) -> None:
+    from dtm.config.fields import text
+    from dtm.config.reference import KINDS, config_class, show
+
+    if args.kind is None:
+        for kind, (_, _, used_by) in KINDS.items():
+            print(f"{kind:<11} {used_by}")
+        print("\nkeys of one kind: dtm config show KIND")
+        return
+    doc = " ".join((config_class(args.kind).__doc__ or "").split())
+    print(f"{args.kind} ({KINDS[args.kind][2]}): {doc}\n")
+    print(text(show(args.kind)))
+
+
 def cmd_demo(args: argparse.Namespace) -> None:
+    from dtm.config.commands import DemoConfig
+
+    cfg = load_config(DemoConfig, None, _flag_overrides(args))
     from dtm.demo import run_demo
 
-    result = run_demo(Path(args.output_dir), quick=args.quick, progress=not args.no_progress)
+    result = run_demo(Path(cfg.output_dir), quick=cfg.quick, progress=not args.no_progress, seed=cfg.seed)
     print(json.dumps(result, indent=2))
 
 
 def build_parser() -> argparse.ArgumentParser:
+    from dtm.config.commands import DemoConfig, SampleConfig
+    from dtm.config.evaluation import EvalConfig
+
     parser = argparse.ArgumentParser(prog="dtm", description="Discrete Tilt Matching for masked diffusion LMs")
     sub = parser.add_subparsers(dest="command", required=True)
 
     p = sub.add_parser("pretrain", help="masked-diffusion pretraining of the built-in model on a task")
-    _add_config_args(p)
+    _add_config_args(p, "pretrain", "steps=500")
     p.set_defaults(func=cmd_pretrain)
 
     p = sub.add_parser("train", help="fine-tune a model with DTM (or method=diffu_grpo|wd1|spg|dmpo|gdsd)")
-    _add_config_args(p)
+    _add_config_args(p, "dtm", "h=0.5")
     p.add_argument("--resume", action="store_true", help="continue from the latest checkpoint in output_dir")
     p.set_defaults(func=cmd_train)
 
     p = sub.add_parser("eval", help="greedy-decode a task's test set at several lengths; accuracy table + samples")
-    _add_config_args(p)
-    p.add_argument("--model", type=Path, help="model folder (built-in, LLaDA, Dream, ...)")
-    p.add_argument("--adapter", type=Path, help="LoRA adapter folder to apply (e.g. RUN/final/adapter)")
-    p.add_argument("--task", help="task name (countdown, sudoku, gsm8k, math500, sudoku_digits, maze, ...)")
-    p.add_argument("--gen-length", type=int, nargs="+", help="generation lengths (default 256)")
-    p.add_argument("--steps", type=int, help="decoding steps (default: gen_length / 2)")
-    p.add_argument("--block-length", type=int, help="SAR block length (default 32)")
-    p.add_argument("--temperature", type=float, help="0 = greedy (default)")
-    p.add_argument("--prefix-cache", action="store_const", const=True, help="approximate prefix KV caching")
-    p.add_argument("--num-examples", type=int, help="test examples (default 256)")
-    p.add_argument("--batch-size", type=int, help="prompts per decoding batch (default 16)")
-    p.add_argument("--split", choices=["train", "test"])
-    p.add_argument("--seed", type=int)
-    p.add_argument("--style", choices=["reasoning", "chat"], help="text tasks: prompt style (default reasoning)")
-    p.add_argument("--source", help="text tasks: hub, generate, or a local .jsonl/.csv file")
-    p.add_argument("--trust-remote-code", action="store_const", const=True, help="for LLaDA / Dream folders")
-    p.add_argument("--dtype", choices=["auto", "float32", "bfloat16", "float16"])
-    p.add_argument("--load-in-4bit", action="store_const", const=True, help="NF4 base (bitsandbytes, GPU)")
-    p.add_argument("--mask-token-id", type=int, help="if neither config nor tokenizer names one")
-    p.add_argument("--max-prompt-length", type=int, help="0 = no limit")
-    p.add_argument("--prompt-truncation", choices=["error", "left"])
-    p.add_argument("--output-dir", type=Path, help="where samples and results go (default runs/eval)")
+    _add_config_args(p, "eval", "task_options.style=chat")
+    _add_schema_flags(p, EvalConfig)
     p.set_defaults(func=cmd_eval)
 
-    p = sub.add_parser("sample", help="decode test prompts of a task with a saved model")
-    p.add_argument("--model", required=True, type=Path)
-    p.add_argument("--task", default="increment")
-    p.add_argument("--n", type=int, default=8)
-    p.add_argument("--block-length", type=int, default=4)
-    p.add_argument("--steps", type=int, default=8)
-    p.add_argument("--temperature", type=float, default=1.0)
-    p.add_argument("--seed", type=int, default=0)
+    p = sub.add_parser("sample", help="decode a few test prompts of a token task with a saved model")
+    _add_config_args(p, "sample", "task_options.size=3", overwrite=False)
+    _add_schema_flags(p, SampleConfig)
     p.set_defaults(func=cmd_sample)
 
     p = sub.add_parser(
@@ -182,15 +229,45 @@ def build_parser() -> argparse.ArgumentParser:
         "compare: DTM vs diffu-GRPO, wd1 and SPG at equal rollouts; fit: exact per-phase fit of DTM on mazes)",
     )
     p.add_argument("name", choices=["maze", "compare", "fit"])
-    _add_config_args(p)
+    _add_config_args(p, "compare", "seeds=[0]")
     p.set_defaults(func=cmd_study)
 
+    p = sub.add_parser("config", help="list the config kinds, or every key of one (type, default, help)")
+    config_sub = p.add_subparsers(dest="action", required=True)
+    show = config_sub.add_parser("show", help="print every key of a config kind (no kind: list the kinds)")
+    show.add_argument("kind", nargs="?", help="pretrain, dtm, diffu_grpo, wd1, spg, dmpo, gdsd, eval, sample, ...")
+    show.set_defaults(func=cmd_config)
+
     p = sub.add_parser("demo", help="pretrain a base model, run DTM, and compare with the exact tilted target")
-    p.add_argument("--output-dir", default="runs/demo")
-    p.add_argument("--quick", action="store_true", help="a much shorter run (smoke test)")
-    p.add_argument("--no-progress", action="store_true")
+    _add_schema_flags(p, DemoConfig)
+    p.add_argument("--no-progress", action="store_true", help="hide progress bars")
     p.set_defaults(func=cmd_demo)
+    for name, command in sub.choices.items():
+        if name != "config":
+            command.add_argument(
+                "--threads",
+                type=int,
+                help="torch threads per process (default: $DTM_THREADS, else $OMP_NUM_THREADS, else half the cores; "
+                "more threads than free cores slows torch down many times)",
+            )
     return parser
+
+
+def default_threads() -> int:
+    """Half the cores (at least 1): on a machine shared with one other job, torch with every core is many times
+    slower than with half of them."""
+    return max(1, (os.cpu_count() or 2) // 2)
+
+
+def set_threads(threads: int | None) -> None:
+    """Use ``threads`` torch threads (None: $DTM_THREADS, else $OMP_NUM_THREADS, else :func:`default_threads`)."""
+    count = threads or int(os.environ.get("DTM_THREADS") or os.environ.get("OMP_NUM_THREADS") or default_threads())
+    if count < 1:
+        raise ConfigError(f"--threads: must be >= 1, got {count}")
+    if "torch" in sys.modules:
+        sys.modules["torch"].set_num_threads(count)
+    else:
+        os.environ["OMP_NUM_THREADS"] = str(count)
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -202,6 +279,10 @@ def main(argv: list[str] | None = None) -> None:
     elif extra:
         parser.error(f"unrecognized arguments: {' '.join(extra)}")
     try:
+        if hasattr(args, "threads"):
+            set_threads(args.threads)
+        if getattr(args, "no_progress", False):
+            os.environ["HF_HUB_DISABLE_PROGRESS_BARS"] = "1"  # also transformers' "Loading weights" bar
         args.func(args)
     except (ConfigError, FileNotFoundError, FileExistsError, PermissionError, ValueError) as e:
         if os.environ.get("DTM_TRACEBACK"):

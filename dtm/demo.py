@@ -9,8 +9,9 @@ from typing import Any
 
 import torch
 
+from dtm.config.sampling import SamplingConfig
 from dtm.models.base import DiffusionLM
-from dtm.sampling import SamplingConfig, rollout
+from dtm.rollouts import rollout
 from dtm.tasks.increment import IncrementTask
 from dtm.training.dtm import DTMConfig, DTMTrainer
 from dtm.training.pretrain import PretrainConfig, pretrain

@@ -18,69 +18,23 @@ import hashlib
 import json
 import os
 import shutil
-from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any
 
 import torch
 from tqdm.auto import tqdm
 
 from dtm.config import check, save_config, to_dict
+from dtm.config.evaluation import EvalConfig
 from dtm.models.base import DiffusionLM
-from dtm.models.loading import LoadOptions, load_tokenizer
-from dtm.sampling import SamplingConfig, rollout
-from dtm.tasks import TokenTask, build_task, task_names
+from dtm.models.loading import load_tokenizer, model_mask_token_id
+from dtm.rollouts import rollout
+from dtm.tasks import TokenTask, build_task
 from dtm.tasks.base import PromptBatch
 from dtm.tasks.tokenized import TokenizedTextTask
 
 CONFIG_FILE = "eval_config.yaml"
 FINGERPRINT_FILE = "eval_fingerprint.json"
-
-
-@dataclass
-class EvalConfig:
-    """What to evaluate and how. ``steps`` = 0 means gen_length / 2 (the paper's setting)."""
-
-    model: str = ""
-    task: str = "sudoku_digits"
-    adapter: str | None = None
-    load: LoadOptions = field(default_factory=LoadOptions)
-    task_options: dict[str, Any] = field(default_factory=dict)
-    gen_lengths: list[int] = field(default_factory=lambda: [256])
-    block_length: int = 32
-    steps: int = 0
-    temperature: float = 0.0
-    remasking: Literal["low_confidence", "random"] = "low_confidence"
-    prefix_cache: bool = False
-    num_examples: int = 256
-    split: Literal["train", "test"] = "test"
-    seed: int = 0
-    batch_size: int = 16
-    max_prompt_length: int = 0
-    prompt_truncation: Literal["error", "left"] = "error"
-    output_dir: str = "runs/eval"
-
-    def __post_init__(self) -> None:
-        check(bool(self.model), "model", "give the model folder to evaluate")
-        check(self.task in task_names(), "task", f"unknown task {self.task!r}; available: {', '.join(task_names())}")
-        check(bool(self.gen_lengths), "gen_lengths", "give at least one generation length")
-        for length in self.gen_lengths:
-            self.sampling(length)  # validates block_length and steps against every length
-        check(self.num_examples > 0, "num_examples", f"must be positive, got {self.num_examples}")
-
-    def steps_for(self, gen_length: int) -> int:
-        return self.steps or max(gen_length // 2, gen_length // self.block_length)
-
-    def sampling(self, gen_length: int) -> SamplingConfig:
-        return SamplingConfig(
-            gen_length=gen_length,
-            block_length=self.block_length,
-            steps=self.steps_for(gen_length),
-            temperature=self.temperature,
-            remasking=self.remasking,
-            batch_size=self.batch_size,
-            prefix_cache=self.prefix_cache,
-        )
 
 
 def resolve_adapter(path: str | Path) -> Path:
@@ -96,9 +50,8 @@ def resolve_adapter(path: str | Path) -> Path:
     raise FileNotFoundError(f"adapter {path}: {detail}")
 
 
-def load_for_eval(cfg: EvalConfig) -> tuple[DiffusionLM, Any]:
-    """Model (with its LoRA adapter, if any) and tokenizer, on the GPU when there is one."""
-    tokenizer = load_tokenizer(cfg.model, cfg.load.trust_remote_code)
+def load_for_eval(cfg: EvalConfig, tokenizer: Any) -> DiffusionLM:
+    """The model (with its LoRA adapter, if any), on the GPU when there is one."""
     model = cfg.load.load(cfg.model, tokenizer)
     if cfg.adapter:
         from peft import PeftModel
@@ -107,7 +60,7 @@ def load_for_eval(cfg: EvalConfig) -> tuple[DiffusionLM, Any]:
         model = DiffusionLM(peft, model.mask_token_id, model.shift_logits)
     if torch.cuda.is_available() and not cfg.load.load_in_4bit:
         model = model.to("cuda")
-    return model.eval(), tokenizer
+    return model.eval()
 
 
 def read_samples(path: Path) -> list[dict[str, Any]]:
@@ -167,26 +120,25 @@ def _refuse(out: Path, what: str) -> FileExistsError:
 
 
 def prepare_output(cfg: EvalConfig, overwrite: bool, model_hash: str) -> tuple[Path, dict[str, Any]]:
-    """Create the output folder; an existing one is resumed only if it holds the same settings and model. Returns the
+    """Create the output folder; one with samples is resumed only if it holds the same settings and model. Returns the
     folder and its fingerprint (``{"model": hash, "data": {gen_length: hash}}``)."""
     out = Path(cfg.output_dir)
     saved = out / CONFIG_FILE
     fingerprint: dict[str, Any] = {"model": model_hash, "data": {}}
-    if saved.is_file() and not overwrite:
+    if not overwrite and any(out.glob("samples-len*.jsonl")):  # without samples, there is nothing to reuse
         import yaml
 
-        previous = yaml.safe_load(saved.read_text())
+        previous = yaml.safe_load(saved.read_text()) if saved.is_file() else None
         if previous != json.loads(json.dumps(to_dict(cfg))):
             raise FileExistsError(
                 f"{out} holds an evaluation with other settings; use --overwrite or another --output-dir"
             )
-        if any(out.glob("samples-len*.jsonl")):
-            path = out / FINGERPRINT_FILE
-            stored = json.loads(path.read_text()) if path.is_file() else {}
-            if stored.get("model") != model_hash:
-                what = "another model (its weight or adapter files differ)" if stored else "an unrecorded model"
-                raise _refuse(out, what)
-            fingerprint["data"] = stored.get("data", {})
+        path = out / FINGERPRINT_FILE
+        stored = json.loads(path.read_text()) if path.is_file() else {}
+        if stored.get("model") != model_hash:
+            what = "another model (its weight or adapter files differ)" if stored else "an unrecorded model"
+            raise _refuse(out, what)
+        fingerprint["data"] = stored.get("data", {})
     elif out.exists() and overwrite:
         shutil.rmtree(out)
     out.mkdir(parents=True, exist_ok=True)
@@ -205,20 +157,15 @@ def evaluate_length(
     cfg: EvalConfig,
     model: DiffusionLM,
     task: TokenTask,
-    gen_length: int,
+    prompts: PromptBatch,
     out: Path,
     progress: bool,
     fingerprint: dict[str, Any],
 ) -> tuple[list[dict[str, Any]], int]:
-    """Decode and score every example at one generation length; return all sample records (reused ones too) and the
-    number reused from an earlier run. Samples are reused only for the prompts they were written for."""
+    """Decode and score every prompt at the task's generation length; return all sample records (reused ones too)
+    and the number reused from an earlier run. Samples are reused only for the prompts they were written for."""
+    gen_length = task.gen_length
     sampling = cfg.sampling(gen_length)
-    check(
-        task.gen_length == gen_length,
-        "gen_lengths",
-        f"task {cfg.task} has a fixed response length {task.gen_length}, got {gen_length}",
-    )
-    prompts = task.prompts(cfg.num_examples, split=cfg.split, seed=cfg.seed)
     path = out / f"samples-len{gen_length}.jsonl"
     records = read_samples(path)
     done = len(records)
@@ -230,9 +177,9 @@ def evaluate_length(
     device = next(model.parameters()).device
     bar = tqdm(total=len(prompts), initial=done, desc=f"eval len {gen_length}", disable=not progress)
     with path.open("a") as f:
-        for start in range(done - done % cfg.batch_size, len(prompts), cfg.batch_size):
-            batch = prompts.select(range(start, min(start + cfg.batch_size, len(prompts))))
-            generator = torch.Generator(device=device).manual_seed(cfg.seed * 1_000_003 + start // cfg.batch_size)
+        for start in range(done - done % cfg.decode_batch, len(prompts), cfg.decode_batch):
+            batch = prompts.select(range(start, min(start + cfg.decode_batch, len(prompts))))
+            generator = torch.Generator(device=device).manual_seed(cfg.seed * 1_000_003 + start // cfg.decode_batch)
             responses = rollout(model, batch, sampling, generator)
             scores = task.score(responses, batch.meta) if hasattr(task, "score") else None
             rewards = task.reward(responses, batch.meta)
@@ -266,7 +213,7 @@ def summarize(cfg: EvalConfig, gen_length: int, records: list[dict[str, Any]], r
         "task": cfg.task,
         "style": cfg.task_options.get("style", "reasoning") if cfg.task not in _token_tasks() else "-",
         "gen_length": gen_length,
-        "steps": cfg.steps_for(gen_length),
+        "steps": cfg.decode_steps_for(gen_length),
         "block_length": cfg.block_length,
         "temperature": cfg.temperature,
         "prefix_cache": cfg.prefix_cache,
@@ -300,21 +247,35 @@ def markdown_table(rows: list[dict[str, Any]]) -> str:
 
 def run_eval(cfg: EvalConfig, *, overwrite: bool = False, progress: bool = True) -> list[dict[str, Any]]:
     """Evaluate at every generation length; write samples, ``results.json`` and ``results.md``; return the rows (with
-    ``reused``: the samples of each length taken from an earlier run of the same model, data and settings)."""
-    out, fingerprint = prepare_output(cfg, overwrite, model_fingerprint(cfg))
-    model, tokenizer = load_for_eval(cfg)
-    rows = []
+    ``reused``: the samples of each length taken from an earlier run of the same model, data and settings).
+
+    The model folder, the task's data and the output folder are all checked before the weights are loaded."""
+    check(Path(cfg.model, "config.json").is_file(), "model", f"no model checkpoint (config.json) at {cfg.model}")
+    tokenizer = load_tokenizer(cfg.model, cfg.load.trust_remote_code)
+    mask_token_id = model_mask_token_id(cfg.model, tokenizer, cfg.load)
+    tasks, prompts = {}, {}
     for gen_length in cfg.gen_lengths:
-        task = build_task(
+        tasks[gen_length] = build_task(
             cfg.task,
             cfg.task_options,
             tokenizer=tokenizer,
             gen_length=gen_length,
-            mask_token_id=model.mask_token_id,
+            mask_token_id=mask_token_id,
             max_prompt_length=cfg.max_prompt_length,
             truncation=cfg.prompt_truncation,
         )
-        records, reused = evaluate_length(cfg, model, task, gen_length, out, progress, fingerprint)
+        check(
+            tasks[gen_length].gen_length == gen_length,
+            "gen_lengths",
+            f"task {cfg.task} has a fixed response length {tasks[gen_length].gen_length}, got {gen_length}",
+        )
+        prompts[gen_length] = tasks[gen_length].prompts(cfg.num_examples, split=cfg.split, seed=cfg.seed)
+    out, fingerprint = prepare_output(cfg, overwrite, model_fingerprint(cfg))
+    model = load_for_eval(cfg, tokenizer)
+    rows = []
+    for gen_length in cfg.gen_lengths:
+        task = tasks[gen_length]
+        records, reused = evaluate_length(cfg, model, task, prompts[gen_length], out, progress, fingerprint)
         rows.append(summarize(cfg, gen_length, records, reused))
     (out / "results.json").write_text(json.dumps(rows, indent=2))
     (out / "results.md").write_text(markdown_table(rows) + "\n")

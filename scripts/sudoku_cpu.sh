@@ -9,6 +9,6 @@ source scripts/venv.sh  # also sets HF_HUB_OFFLINE=1
 for name in pretrain dtm; do
   model=runs/sudoku/$name/model
   [ "$name" = dtm ] && model=runs/sudoku/dtm/final/model
-  .venv/bin/dtm eval --model "$model" --task sudoku_digits --gen-length 16 --block-length 16 --steps 16 \
+  .venv/bin/dtm eval --model "$model" --task sudoku_digits --gen-lengths 16 --block-length 16 --decode-steps 16 \
     --num-examples 256 --output-dir "runs/sudoku/eval-$name" --overwrite "$@"
 done

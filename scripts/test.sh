@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # The test suite: set up on first use, lint the Python and shell code, then run every fast test (pass -m slow for the
-# slow ones).
+# slow ones) in two worker processes of one torch thread each (a test file stays on one worker).
 # shellcheck source=scripts/venv.sh
 source "$(dirname "$0")/venv.sh"
 .venv/bin/ruff check .
@@ -18,4 +18,4 @@ fi
 if command -v shellcheck >/dev/null; then
     shellcheck -x scripts/*.sh .ci/run
 fi
-exec .venv/bin/pytest "$@"
+exec .venv/bin/pytest -n 2 --dist loadfile "$@"

@@ -11,37 +11,31 @@ import pytest
 import torch
 
 from dtm.config import ConfigError
-from dtm.models import TinyModelConfig, build_tiny_model, load_model, save_model
-from dtm.sampling import SamplingConfig
+from dtm.config.baselines import BASELINE_CONFIGS as CONFIGS
+from dtm.config.run import LoraSection
+from dtm.config.sampling import SamplingConfig
+from dtm.models import load_model, save_model
 from dtm.tasks.increment import IncrementTask
 from dtm.training import load_train_config, train_from_config
-from dtm.training.baselines import CONFIGS, TRAINERS
-from dtm.training.common import LoraSection, evaluate
+from dtm.training.baselines import TRAINERS
 from dtm.training.dtm import DTMConfig
-from dtm.training.pretrain import PretrainConfig, pretrain
+from dtm.training.trainer import evaluate
+from tests.shared import read_metrics, tiny_model
 
-TINY = TinyModelConfig(vocab_size=14, hidden_size=64, num_layers=2, num_heads=4, intermediate_size=128)
 METHODS = sorted(CONFIGS)
-
-pytestmark = pytest.mark.usefixtures("single_thread")
-
-
-def tiny_model(seed: int = 0):
-    torch.manual_seed(seed)
-    return build_tiny_model(TINY)
 
 
 def small_config(method: str, tmp_path, **overrides):
     values = dict(
         base_model="unused",
         output_dir=str(tmp_path / "run"),
-        steps=4,
+        rollout_batches=4,
         num_generations=4,
         micro_batch=8,
         grad_accum=2,
         prompt_pool=64,
         eval_prompts=0,
-        sampling=SamplingConfig(batch_size=64),
+        sampling=SamplingConfig(decode_batch=64),
     )
     values.update(overrides)
     return CONFIGS[method](**values)
@@ -51,20 +45,8 @@ def make(cfg, **kwargs):
     return TRAINERS[cfg.method](cfg, progress=False, **kwargs)
 
 
-def read_metrics(run_dir) -> list[dict]:
-    return [json.loads(line) for line in (run_dir / "metrics.jsonl").read_text().splitlines()]
-
-
 def weights(trainer) -> dict[str, torch.Tensor]:
     return {k: v.detach().clone() for k, v in trainer.raw_student.state_dict().items()}
-
-
-@pytest.fixture(scope="module")
-def base_model_dir(tmp_path_factory):
-    out = tmp_path_factory.mktemp("base")
-    cfg = PretrainConfig(model=TINY, steps=300, batch_size=64, output_dir=str(out), num_examples=4000)
-    pretrain(cfg, overwrite=True, progress=False)
-    return out / "model"
 
 
 @pytest.mark.parametrize("method", METHODS)
@@ -73,13 +55,13 @@ def test_baseline_raises_heldout_reward(base_model_dir, tmp_path, method):
         method,
         tmp_path,
         base_model=str(base_model_dir),
-        steps=20,
+        rollout_batches=20,
         micro_batch=32,
         grad_accum=1,
         prompt_pool=2000,
         lr=5e-4,
         eval_prompts=256,
-        sampling=SamplingConfig(batch_size=128),
+        sampling=SamplingConfig(decode_batch=128),
     )
     make(cfg).train()
     evals = [r for r in read_metrics(tmp_path / "run") if "eval" in r]
@@ -158,12 +140,12 @@ def test_metrics_and_checkpoints_are_written(tmp_path, method):
 
 @pytest.mark.parametrize("method", ["diffu_grpo", "gdsd"])
 def test_reference_stays_initial_unless_synced(tmp_path, method):
-    kept = make(small_config(method, tmp_path / "a", steps=2), model=tiny_model())
+    kept = make(small_config(method, tmp_path / "a", rollout_batches=2), model=tiny_model())
     initial = weights(kept)
     kept.train()
     for name, value in kept.reference.model.state_dict().items():
         torch.testing.assert_close(value, initial[name], rtol=0, atol=0)
-    synced = make(small_config(method, tmp_path / "b", steps=2, ref_sync_every=2), model=tiny_model())
+    synced = make(small_config(method, tmp_path / "b", rollout_batches=2, ref_sync_every=2), model=tiny_model())
     synced.train()
     trained = weights(synced)
     for name, value in synced.reference.model.state_dict().items():
@@ -191,7 +173,7 @@ def test_train_from_config_dispatches_on_method(tmp_path):
         method="spg",
         base_model=str(tmp_path / "base"),
         output_dir=str(tmp_path / "run"),
-        steps=1,
+        rollout_batches=1,
         micro_batch=8,
         prompt_pool=16,
         eval_prompts=0,
@@ -220,16 +202,17 @@ def test_train_from_config_dispatches_on_method(tmp_path):
         (["method=wd1", "inner_updates=0"], "inner_updates: must be positive"),
         (["method=wd1", "prompt_pool=4"], "prompt_pool: must be >= the prompts per step"),
         (["method=wd1", "finetune=adapter"], "finetune: must be one of 'full', 'lora'"),
-        (["method=wd1", "model.load_in_4bit=true"], "model.load_in_4bit: a 4-bit base cannot be trained directly"),
+        (["method=wd1", "load.load_in_4bit=true"], "load.load_in_4bit: a 4-bit base cannot be trained directly"),
         (["method=spg", "eubo_beta=0.5"], "eubo_beta: must be >= 1"),
         (["method=spg", "eubo_weight=1.5"], "eubo_weight: must be in [0, 1]"),
         (["method=spg", "mc_samples=0"], "mc_samples: must be positive"),
         (["method=spg", "num_generations=1"], "num_generations: must be >= 2"),
         (["method=spg", "num_generations=3"], "num_generations: must divide micro_batch x grad_accum = 32"),
-        (["method=spg", "steps=0"], "steps: must be positive"),
+        (["method=spg", "rollout_batches=0"], "rollout_batches: must be positive"),
+        (["method=spg", "steps=3"], "steps: renamed to rollout_batches"),
         (["method=spg", "lr=-1"], "lr: must be positive"),
         (["method=spg", "sampling.block_length=3"], "sampling.block_length: must divide gen_length"),
-        (["method=spg", "stpes=3"], "did you mean 'steps'"),
+        (["method=spg", "rollout_batchs=3"], "did you mean 'rollout_batches'"),
         (["method=spg", "psi=1"], "psi: unknown key"),
         (["method=dmpo", "alpha=0"], "alpha: must be positive"),
         (["method=dmpo", "baseline=median"], "baseline: must be one of 'none', 'mean', 'negative'"),

@@ -12,8 +12,9 @@ import yaml
 
 from dtm.cli import main
 from dtm.config import load_config
+from dtm.config.sampling import SamplingConfig
 from dtm.models import TinyModelConfig, load_model
-from dtm.sampling import SamplingConfig, rollout
+from dtm.rollouts import rollout
 from dtm.tasks.increment import IncrementTask
 from dtm.training.pretrain import PretrainConfig, pretrain
 
@@ -22,7 +23,7 @@ os.environ.setdefault("HF_HUB_OFFLINE", "1")
 TINY_YAML = {
     "task": "increment",
     "num_examples": 300,
-    "model": {"hidden_size": 32, "num_layers": 2, "num_heads": 4, "intermediate_size": 64},
+    "architecture": {"hidden_size": 32, "num_layers": 2, "num_heads": 4, "intermediate_size": 64},
     "steps": 50,
     "batch_size": 16,
     "seed": 0,
@@ -46,7 +47,7 @@ def config_file(tmp_path):
 def small_model(tmp_path_factory):
     out = tmp_path_factory.mktemp("cli-model") / "run"
     cfg = PretrainConfig(
-        model=TinyModelConfig(hidden_size=32, num_layers=2, num_heads=4, intermediate_size=64),
+        architecture=TinyModelConfig(hidden_size=32, num_layers=2, num_heads=4, intermediate_size=64),
         num_examples=200,
         batch_size=16,
         steps=5,
@@ -70,7 +71,7 @@ def test_pretrain_writes_model(tmp_path, config_file, capsys):
     # the file's settings and the overrides both reached the run
     saved = load_config(PretrainConfig, out / "config.yaml")
     assert saved.steps == 3 and saved.output_dir == str(out)
-    assert saved.model.hidden_size == 32 and saved.batch_size == 16 and saved.num_examples == 300
+    assert saved.architecture.hidden_size == 32 and saved.batch_size == 16 and saved.num_examples == 300
     steps = [json.loads(line)["step"] for line in (out / "metrics.jsonl").read_text().splitlines()]
     assert steps[-1] == 2
     assert load_model(out / "model").config.hidden_size == 32
@@ -93,7 +94,7 @@ def test_pretrain_existing_output_needs_overwrite(tmp_path, config_file, capsys)
     [
         ("stpes=3", "stpes", "steps"),
         ("batchsize=8", "batchsize", "batch_size"),
-        ("model.hiden_size=8", "hiden_size", "hidden_size"),
+        ("architecture.hiden_size=8", "hiden_size", "hidden_size"),
     ],
 )
 def test_bad_override_key_exits_2_with_suggestion(tmp_path, config_file, capsys, override, bad, suggestion):
@@ -134,7 +135,7 @@ def test_sample_prints_n_lines_and_mean_reward(small_model, capsys):
     # an independent decode with the command's defaults (test split, seed 0, block 4, 8 steps, temperature 1)
     task = IncrementTask()
     prompts = task.prompts(3, split="test", seed=0)
-    sampling = SamplingConfig(gen_length=task.gen_length, block_length=4, steps=8, temperature=1.0)
+    sampling = SamplingConfig(gen_length=task.gen_length, block_length=4, decode_steps=8, temperature=1.0)
     responses = rollout(load_model(small_model), prompts, sampling, torch.Generator().manual_seed(0))
     rewards = task.reward(responses, prompts.meta)
     for line, prompt, response, reward in zip(lines[:3], prompts.ids, responses, rewards, strict=True):
@@ -145,7 +146,9 @@ def test_sample_prints_n_lines_and_mean_reward(small_model, capsys):
 
 
 def test_sample_options(small_model, capsys):
-    main(["sample", "--model", str(small_model), "--n", "2", "--seed", "4", "--temperature", "0", "--steps", "2"])
+    main(
+        ["sample", "--model", str(small_model), "--n", "2", "--seed", "4", "--temperature", "0", "--decode-steps", "2"]
+    )
     lines = capsys.readouterr().out.strip().splitlines()
     assert len(lines) == 3
     test_prompts = IncrementTask().prompts(2, split="test", seed=4)
@@ -167,7 +170,7 @@ def test_usage_errors_exit_2(capsys):
     assert exit_code([]) == 2
     assert exit_code(["frobnicate"]) == 2
     assert exit_code(["sample"]) == 2  # --model is required
-    assert "--model" in capsys.readouterr().err
+    assert "model: give the model folder" in capsys.readouterr().err
 
 
 @pytest.mark.slow
@@ -203,7 +206,7 @@ def test_train_command_runs_the_method_of_the_config(small_model, tmp_path, caps
         extra = ["a_end=1", "h=1", "steps_per_h=2", "buffer_prompts=8", "prompt_pool=16", "refresh_prompts=0"]
         extra += ["micro_batch=8", "eval_prompts=0"]
     else:
-        extra = ["steps=2", "num_generations=2", "micro_batch=8", "eval_prompts=0", "prompt_pool=16"]
+        extra = ["rollout_batches=2", "num_generations=2", "micro_batch=8", "eval_prompts=0", "prompt_pool=16"]
     main(["train", f"method={method}", *common, *extra])
     assert f"saved {out / 'final' / 'model'}" in capsys.readouterr().out
     assert yaml.safe_load((out / "config.yaml").read_text())["method"] == method

@@ -11,13 +11,13 @@ import pytest
 import torch
 
 from dtm.config import ConfigError, load_config
+from dtm.config.sampling import SamplingConfig
+from dtm.heldout import diversity
 from dtm.models import TinyModelConfig, build_tiny_model, load_model, save_model
-from dtm.sampling import SamplingConfig
 from dtm.studies.compare import (
     CompareConfig,
     base_models,
     compute_configs,
-    diversity,
     headline_table,
     run_compare,
     run_configs,
@@ -25,9 +25,7 @@ from dtm.studies.compare import (
 )
 from dtm.tasks.increment import IncrementTask
 from dtm.training import METHODS
-from dtm.training.common import evaluate
-
-pytestmark = pytest.mark.usefixtures("single_thread")
+from dtm.training.trainer import evaluate
 
 TINY = TinyModelConfig(vocab_size=14, hidden_size=32, num_layers=1, num_heads=2, intermediate_size=64)
 
@@ -46,7 +44,11 @@ def tiny_compare(tmp_path, model_dir, **overrides) -> CompareConfig:
         task="increment",
         base_model=str(model_dir),
         seeds=[0, 1],
-        shared={"sampling": {"gen_length": 8, "block_length": 4, "steps": 4}, "micro_batch": 8, "prompt_pool": 64},
+        shared={
+            "sampling": {"gen_length": 8, "block_length": 4, "decode_steps": 4},
+            "micro_batch": 8,
+            "prompt_pool": 64,
+        },
         method_options={
             # Per phase: 8 x 2 + one refresh of 4 x 2 = 24 rollouts; 2 phases = 48 = 6 baseline steps of 8.
             "dtm": {
@@ -76,7 +78,7 @@ def test_every_run_gets_the_same_rollout_budget(tmp_path, base_model):
     configs = run_configs(cfg, base_models(cfg, tmp_path), tmp_path)
     assert set(configs) == {(m, s) for m in cfg.methods for s in cfg.seeds}
     assert {run.planned_rollouts for run in configs.values()} == {48}
-    assert [configs[m, 0].steps for m in ("diffu_grpo", "wd1", "spg", "dmpo", "gdsd")] == [6] * 5
+    assert [configs[m, 0].rollout_batches for m in ("diffu_grpo", "wd1", "spg", "dmpo", "gdsd")] == [6] * 5
     assert configs["dtm", 0].eval_every == 2 and configs["wd1", 0].eval_every == 2  # 6 steps / 3 curve points
     assert configs["spg", 1].seed == 1 and configs["spg", 1].output_dir.endswith("runs/spg/seed1")
     assert all(run.base_model == str(base_model) and run.task == "increment" for run in configs.values())
@@ -85,7 +87,7 @@ def test_every_run_gets_the_same_rollout_budget(tmp_path, base_model):
 def test_explicit_budget_without_dtm(tmp_path, base_model):
     cfg = tiny_compare(tmp_path, base_model, methods=["wd1", "spg"], rollouts=64, budgets=["rollouts"])
     configs = run_configs(cfg, base_models(cfg, tmp_path), tmp_path)
-    assert configs["wd1", 0].steps == configs["spg", 0].steps == 8
+    assert configs["wd1", 0].rollout_batches == configs["spg", 0].rollout_batches == 8
 
 
 @pytest.mark.parametrize(
@@ -102,7 +104,10 @@ def test_explicit_budget_without_dtm(tmp_path, base_model):
         ({"method_options": {"wd1": {"output_dir": "x"}}}, "method_options.wd1.output_dir: is set by the comparison"),
         ({"method_options": {"grpo": {}}}, "method_options: unknown method 'grpo'"),
         ({"shared": {"eval_prompts": 3}}, "shared.eval_prompts: is set by the comparison"),
-        ({"method_options": {"spg": {"steps": 9}}}, r"method_options.spg.steps: is derived from the rollout budget"),
+        (
+            {"method_options": {"spg": {"rollout_batches": 9}}},
+            r"method_options.spg.rollout_batches: is derived from the rollout budget",
+        ),
         ({"base_model": "", "pretrain": {}}, "base_model: give a model folder, or `pretrain` settings"),
         ({"eval_samples": 1}, "eval_samples: must be > 1"),
         ({"budgets": ["time"]}, "budgets: unknown budget 'time'"),
@@ -213,11 +218,16 @@ def test_compute_budget_derives_steps_from_each_equal_rollout_run(tmp_path, base
     ]
     derived = compute_configs(cfg, configs, rows, tmp_path)
     assert list(derived) == [("wd1", 0)]
-    assert derived["wd1", 0].steps == 14 and "runs-compute" in derived["wd1", 0].output_dir  # 10000 / 700 = 14.3
+    assert (
+        derived["wd1", 0].rollout_batches == 14 and "runs-compute" in derived["wd1", 0].output_dir
+    )  # 10000 / 700 = 14.3
 
 
 def test_comparison_pretrains_a_base_model_per_seed(tmp_path):
-    pretrain = {"model": {"hidden_size": 32, "num_layers": 1, "num_heads": 2, "intermediate_size": 64}, "steps": 3}
+    pretrain = {
+        "architecture": {"hidden_size": 32, "num_layers": 1, "num_heads": 2, "intermediate_size": 64},
+        "steps": 3,
+    }
     cfg = tiny_compare(
         tmp_path, "", pretrain=pretrain, methods=["wd1"], seeds=[0, 1], rollouts=16, budgets=["rollouts"]
     )
@@ -241,7 +251,7 @@ def test_held_out_evaluation_measures_every_seed_on_the_same_prompts(base_model)
             return super().prompts(n, split, seed)
 
     model, task = load_model(base_model), RecordingTask()
-    sampling = SamplingConfig(gen_length=8, block_length=4, steps=4)
+    sampling = SamplingConfig(gen_length=8, block_length=4, decode_steps=4)
     results = [evaluate(model, task, 6, sampling, seed=seed) for seed in (0, 1)]
     assert drawn == [(6, "test", 0), (6, "test", 0)]
     assert results[0]["eval_reward_greedy"] == results[1]["eval_reward_greedy"]  # greedy: same prompts, same answers

@@ -38,7 +38,7 @@ def test_comparison_configs_give_every_run_the_same_budget(path, tmp_path):
     runs = run_configs(cfg, base_models(cfg, tmp_path), tmp_path).values()
     assert len(runs) == len(cfg.methods) * len(cfg.seeds) >= 4 * 3
     assert len({run.planned_rollouts for run in runs}) == 1
-    assert len({(run.sampling.gen_length, run.sampling.steps, run.sampling.temperature) for run in runs}) == 1
+    assert len({(run.sampling.gen_length, run.sampling.decode_steps, run.sampling.temperature) for run in runs}) == 1
 
 
 # name -> (h, a_end, steps_per_h, c, prompts x completions, refresh, temperature, micro x accum, ema, lr, lr_min, clip)
@@ -66,10 +66,10 @@ def test_llada_configs_match_the_paper(name):
         cfg.grad_clip,
     )
     assert got == PAPER[name]
-    assert cfg.task == name and cfg.model.mask_token_id == 126336 and cfg.model.load_in_4bit
-    assert (cfg.lora.r, cfg.lora.alpha, cfg.lora.dropout, cfg.teacher) == (128, 64, 0.05, "lora")
-    assert (cfg.sampling.gen_length, cfg.sampling.block_length, cfg.sampling.steps) == (256, 32, 128)
-    assert (cfg.betas, cfg.eps, cfg.weight_decay, cfg.warmup, cfg.decay) == ((0.9, 0.99), 1e-8, 0.1, 0.05, 0.1)
+    assert cfg.task == name and cfg.load.mask_token_id == 126336 and cfg.load.load_in_4bit
+    assert (cfg.lora.r, cfg.lora.alpha, cfg.lora.dropout, cfg.finetune) == (128, 64, 0.05, "lora")
+    assert (cfg.sampling.gen_length, cfg.sampling.block_length, cfg.sampling.decode_steps) == (256, 32, 128)
+    assert (cfg.betas, cfg.eps, cfg.weight_decay, cfg.lr_warmup, cfg.lr_decay) == ((0.9, 0.99), 1e-8, 0.1, 0.05, 0.1)
 
 
 # The likelihood-free peers' LLaDA configs carry their authors' public settings beside DTM's model, task and sampler.
@@ -91,8 +91,8 @@ def test_llada_peer_configs_carry_the_public_settings(method):
     assert cfg.method == method and {key: getattr(cfg, key) for key in PEERS[method]} == PEERS[method]
     assert cfg.lr_min == cfg.lr and cfg.masking == "uniform"  # constant after warmup; masks anywhere
     dtm = load_config(DTMConfig, CONFIGS / "llada" / "countdown.yaml")
-    assert (cfg.task, cfg.task_options, cfg.model) == (dtm.task, dtm.task_options, dtm.model)
-    assert replace(cfg.sampling, batch_size=1) == replace(dtm.sampling, batch_size=1)  # chunking changes nothing
+    assert (cfg.task, cfg.task_options, cfg.load) == (dtm.task, dtm.task_options, dtm.load)
+    assert replace(cfg.sampling, decode_batch=1) == replace(dtm.sampling, decode_batch=1)  # chunking changes nothing
     assert (cfg.lora.r, cfg.lora.alpha, cfg.lora.dropout, cfg.finetune) == (128, 64, 0.05, "lora")
 
 

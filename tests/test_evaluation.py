@@ -18,8 +18,6 @@ from dtm.models import TinyModelConfig, build_tiny_model, load_model, save_model
 from dtm.tasks.sudoku import VOCAB_SIZE
 from tests.hf_fixtures import builtin_model_folder
 
-pytestmark = pytest.mark.usefixtures("single_thread")
-
 
 @pytest.fixture(scope="module")
 def sudoku_model(tmp_path_factory):
@@ -32,7 +30,7 @@ def sudoku_model(tmp_path_factory):
 
 def config(model, out, **changes) -> EvalConfig:
     values = dict(
-        model=str(model), task="sudoku_digits", gen_lengths=[16], block_length=8, num_examples=10, batch_size=4
+        model=str(model), task="sudoku_digits", gen_lengths=[16], block_length=8, num_examples=10, decode_batch=4
     )
     return EvalConfig(**(values | {"output_dir": str(out)} | changes))
 
@@ -182,7 +180,7 @@ def test_text_task_at_two_lengths_names_its_style(tmp_path):
 
 def test_eval_command(sudoku_model, tmp_path, capsys):
     out = tmp_path / "cli"
-    argv = ["eval", "--model", str(sudoku_model), "--task", "sudoku_digits", "--gen-length", "16"]
+    argv = ["eval", "--model", str(sudoku_model), "--task", "sudoku_digits", "--gen-lengths", "16"]
     main([*argv, "--block-length", "8", "--num-examples", "5", "--output-dir", str(out), "--no-progress"])
     printed = capsys.readouterr().out
     assert "| sudoku_digits | - | 16 | 8 | 8 | no |" in printed
@@ -194,3 +192,30 @@ def test_eval_command(sudoku_model, tmp_path, capsys):
         main(["eval", "--model", str(sudoku_model), "--task", "nope", "--output-dir", str(out)])
     assert exit_info.value.code == 2
     assert "task: unknown task 'nope'" in capsys.readouterr().err
+
+
+def test_a_missing_data_file_fails_before_the_weights_load_and_leaves_no_folder(tmp_path, monkeypatch):
+    folder = builtin_model_folder(tmp_path / "model")
+    loaded = []
+    import dtm.evaluation as evaluation
+
+    monkeypatch.setattr(evaluation, "load_for_eval", lambda *args: loaded.append(args))
+    cfg = EvalConfig(
+        model=str(folder),
+        task="countdown",
+        task_options={"source": str(tmp_path / "missing.jsonl")},
+        gen_lengths=[8],
+        block_length=8,
+        output_dir=str(tmp_path / "e"),
+    )
+    with pytest.raises(FileNotFoundError, match=r"missing\.jsonl"):
+        run_eval(cfg, progress=False)
+    assert loaded == [] and not (tmp_path / "e").exists()
+
+
+def test_a_folder_without_samples_takes_new_settings(sudoku_model, tmp_path):
+    out = tmp_path / "e"
+    out.mkdir()
+    (out / "eval_config.yaml").write_text("model: other\n")  # left by a run that failed before any sample
+    rows = run_eval(config(sudoku_model, out), progress=False)
+    assert rows[0]["reused"] == 0 and len(lines(out / "samples-len16.jsonl")) == rows[0]["n"]

@@ -18,8 +18,6 @@ from dtm.diffusion.exact import MAX_EXACT_BLOCK, sequence_log_probs
 from dtm.diffusion.sampler import generate, steps_per_block, tokens_per_step
 from dtm.models import TinyModelConfig, build_tiny_model
 
-pytestmark = pytest.mark.usefixtures("single_thread")
-
 VOCAB, MASK = 4, 3  # tokens 0, 1, 2 and the mask
 PROMPT = torch.tensor([[0, 2], [1, 1]])
 

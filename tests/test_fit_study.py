@@ -9,9 +9,7 @@ import pytest
 from dtm.config import ConfigError, load_config
 from dtm.studies.fit import FitStudyConfig, run_fit_study
 
-pytestmark = pytest.mark.usefixtures("single_thread")
-
-SAMPLING = {"gen_length": 8, "block_length": 4, "steps": 8, "temperature": 1.0, "remasking": "random"}
+SAMPLING = {"gen_length": 8, "block_length": 4, "decode_steps": 8, "temperature": 1.0, "remasking": "random"}
 
 
 def tiny_study(tmp_path, **overrides) -> dict:
@@ -19,7 +17,13 @@ def tiny_study(tmp_path, **overrides) -> dict:
         "output_dir": str(tmp_path / "fit"),
         "seeds": [0, 1],
         "pretrain": {
-            "model": {"hidden_size": 32, "num_layers": 2, "num_heads": 2, "intermediate_size": 64, "max_length": 64},
+            "architecture": {
+                "hidden_size": 32,
+                "num_layers": 2,
+                "num_heads": 2,
+                "intermediate_size": 64,
+                "max_length": 64,
+            },
             "steps": 40,
             "num_examples": 2000,
         },
@@ -92,7 +96,7 @@ def test_tiny_run_measures_every_phase_of_every_variant_and_seed(tmp_path):
     ("override", "message"),
     [
         ({"dtm": {"sampling": {**SAMPLING, "remasking": "low_confidence"}}}, "remasking must be 'random'"),
-        ({"dtm": {"sampling": {**SAMPLING, "steps": 4}}}, "steps must equal gen_length"),
+        ({"dtm": {"sampling": {**SAMPLING, "decode_steps": 4}}}, "steps must equal gen_length"),
         ({"dtm": {"task": "increment"}}, "dtm.task: the fit study needs the maze task"),
         ({"dtm": {"output_dir": "x"}}, "dtm.output_dir: is set by the study"),
         ({"variants": {"v": {"seed": 3}}}, "variants.v.seed: is set by the study"),

@@ -13,8 +13,6 @@ from dtm.models import DiffusionLM, load_model, load_tokenizer, resolve_mask_tok
 from dtm.models.loading import four_bit_config, has_shifted_logits
 from tests.hf_fixtures import builtin_model_folder, char_tokenizer, remote_code_folder
 
-pytestmark = pytest.mark.usefixtures("single_thread")
-
 
 def test_builtin_model_with_tokenizer_loads_in_bf16(tmp_path):
     folder = builtin_model_folder(tmp_path / "m")

@@ -21,9 +21,6 @@ from dtm.diffusion.losses import (
 F64 = torch.float64
 
 
-pytestmark = pytest.mark.usefixtures("single_thread")
-
-
 # ----------------------------------------------------------------------------------------------------------
 # Enumerable toy: V = 3, L = 3, a random joint p over V^L and a reward r(x) in [0, 1].
 # ----------------------------------------------------------------------------------------------------------

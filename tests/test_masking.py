@@ -17,9 +17,6 @@ Z = 5.0  # tolerance in standard errors for frequency checks
 SAR_SHAPES = [(G, B) for G in (4, 8, 12) for B in range(1, G + 1) if G % B == 0]
 
 
-pytestmark = pytest.mark.usefixtures("single_thread")
-
-
 def random_response(rows: int, length: int, seed: int) -> torch.Tensor:
     """Token ids in [0, VOCAB) without the mask token, so ``noisy == MASK_ID`` identifies masked positions."""
     g = torch.Generator().manual_seed(seed)
@@ -258,3 +255,16 @@ def test_mask_tokens_positions_are_independent_of_position():
     _, masked = mask_tokens(response, torch.full((rows,), p), MASK_ID, generator=g)
     for col in range(length):
         assert_frequency(float(masked[:, col].sum()), rows, p, f"column {col}")
+
+
+def test_model_inputs_put_the_prompt_first_and_select_only_response_positions():
+    from dtm.diffusion.masking import model_inputs
+
+    prompt = torch.tensor([[0, 5, 6], [7, 8, 9]])
+    prompt_mask = torch.tensor([[0, 1, 1], [1, 1, 1]])
+    response = torch.tensor([[1, 2], [3, 1]])
+    chosen = torch.tensor([[True, False], [False, True]])
+    ids, select, attention = model_inputs(prompt, prompt_mask, response, chosen)
+    assert ids.tolist() == [[0, 5, 6, 1, 2], [7, 8, 9, 3, 1]]
+    assert select.tolist() == [[False, False, False, True, False], [False, False, False, False, True]]
+    assert attention.tolist() == [[0, 1, 1, 1, 1], [1, 1, 1, 1, 1]]

@@ -12,9 +12,10 @@ import math
 import pytest
 import torch
 
+from dtm.config.sampling import SamplingConfig
 from dtm.diffusion.exact import sequence_log_probs
 from dtm.models import TinyModelConfig, build_tiny_model
-from dtm.sampling import SamplingConfig, rollout
+from dtm.rollouts import rollout
 from dtm.studies import metrics
 from dtm.studies.maze_laws import (
     MazePaths,
@@ -34,10 +35,8 @@ from dtm.studies.maze_laws import (
 from dtm.tasks.base import PromptBatch
 from dtm.tasks.maze import MazeTask, enumerate_valid_paths, path_key, vocab_size_for
 
-pytestmark = pytest.mark.usefixtures("single_thread")
-
 VOCAB, MASK, G, B = 4, 3, 4, 2
-SAMPLING = SamplingConfig(gen_length=G, block_length=B, steps=G, temperature=1.0, remasking="random")
+SAMPLING = SamplingConfig(gen_length=G, block_length=B, decode_steps=G, temperature=1.0, remasking="random")
 
 
 def random_model(seed: int, vocab: int = VOCAB, mask: int = MASK, std: float = 0.5):
@@ -235,7 +234,7 @@ def test_maze_paths_are_every_valid_response(maze_task):
 def test_maze_law_matches_sampled_outcomes(maze_task):
     """The exact law of a (random) model on a real maze agrees with 6,000 of its own rollouts."""
     model = random_model(4, vocab=vocab_size_for(3), mask=1, std=0.3).float()
-    sampling = SamplingConfig(gen_length=8, block_length=4, steps=8, temperature=1.0, remasking="random")
+    sampling = SamplingConfig(gen_length=8, block_length=4, decode_steps=8, temperature=1.0, remasking="random")
     prompts = distinct_mazes(maze_task, 1, "test")
     paths = maze_paths(maze_task, prompts)
     law = path_law(model, paths, sampling)
@@ -251,6 +250,6 @@ def test_maze_law_matches_sampled_outcomes(maze_task):
 
 
 def test_check_exact_sampler():
-    check_exact_sampler(SamplingConfig(gen_length=8, block_length=4, steps=8, remasking="random"), 8)
+    check_exact_sampler(SamplingConfig(gen_length=8, block_length=4, decode_steps=8, remasking="random"), 8)
     with pytest.raises(ValueError, match=r"remasking.*steps.*temperature"):
-        check_exact_sampler(SamplingConfig(gen_length=8, block_length=4, steps=4, temperature=0.5), 8)
+        check_exact_sampler(SamplingConfig(gen_length=8, block_length=4, decode_steps=4, temperature=0.5), 8)

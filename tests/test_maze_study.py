@@ -8,8 +8,8 @@ import math
 import pytest
 
 from dtm.config import ConfigError
+from dtm.config.sampling import SamplingConfig
 from dtm.models import TinyModelConfig
-from dtm.sampling import SamplingConfig
 from dtm.studies.maze import COLUMNS, MazeStudyConfig, arms, run_maze_study
 from dtm.studies.metrics import empirical, entropy, tilt, total_variation
 
@@ -36,7 +36,7 @@ def test_tilt_matches_direct_formula_and_is_stable():
 
 def test_arms_cover_schedules_and_controls_with_equal_steps(tmp_path):
     cfg = MazeStudyConfig(
-        a_end=6.0, small_h=2.0, total_steps=30, controls=["0", "1", "adaptive"], dtm={"grad_accum": 2, "decay": 0.5}
+        a_end=6.0, small_h=2.0, total_steps=30, controls=["0", "1", "adaptive"], dtm={"grad_accum": 2, "lr_decay": 0.5}
     )
     configs = arms(cfg, tmp_path, seed=3)
     assert len(configs) == 6
@@ -44,7 +44,7 @@ def test_arms_cover_schedules_and_controls_with_equal_steps(tmp_path):
         assert arm.total_steps == 30 and arm.a_end == 6.0 and arm.seed == 3
         assert arm.h == (2.0 if name.startswith("small-h") else 6.0)
         assert arm.adaptive_c == name.endswith("adaptive")
-        assert arm.grad_accum == 2 and arm.decay == 0.5  # the shared `dtm` keys reach every arm
+        assert arm.grad_accum == 2 and arm.lr_decay == 0.5  # the shared `dtm` keys reach every arm
 
 
 def test_study_config_validation(tmp_path):
@@ -66,7 +66,7 @@ def tiny_study(tmp_path, **overrides) -> MazeStudyConfig:
     values = dict(
         output_dir=str(tmp_path / "study"),
         seeds=[0, 1],
-        model=TinyModelConfig(hidden_size=32, num_layers=2, num_heads=4, intermediate_size=64, max_length=64),
+        architecture=TinyModelConfig(hidden_size=32, num_layers=2, num_heads=4, intermediate_size=64, max_length=64),
         pretrain_steps=20,
         a_end=2.0,
         small_h=1.0,
@@ -75,7 +75,7 @@ def tiny_study(tmp_path, **overrides) -> MazeStudyConfig:
         buffer_prompts=8,
         buffer_completions=2,
         micro_batch=8,
-        sampling=SamplingConfig(gen_length=8, block_length=4, steps=8, remasking="random", batch_size=256),
+        sampling=SamplingConfig(gen_length=8, block_length=4, decode_steps=8, remasking="random", decode_batch=256),
         eval_mazes=4,
         samples_per_maze=4,
         tv_mazes=2,

@@ -19,7 +19,6 @@ from dtm.memory_plan import (
 from dtm.models import TinyModelConfig, build_tiny_model
 from dtm.training.teacher import add_lora_adapters
 
-pytestmark = pytest.mark.usefixtures("single_thread")
 VOCAB = 40
 
 

@@ -14,9 +14,6 @@ VOCAB = 12
 MASK_ID = 5
 
 
-pytestmark = pytest.mark.usefixtures("single_thread")
-
-
 def tiny_config(**overrides) -> TinyModelConfig:
     fields = dict(
         vocab_size=VOCAB,

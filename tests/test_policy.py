@@ -29,8 +29,6 @@ from dtm.diffusion.policy import (
 F64 = torch.float64
 MASK = 1
 
-pytestmark = pytest.mark.usefixtures("single_thread")
-
 
 # ----------------------------------------------------------------------------------------------------------
 # Advantages, inputs, log-probabilities

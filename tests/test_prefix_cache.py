@@ -18,15 +18,14 @@ import pytest
 import torch
 from transformers import DynamicCache
 
+from dtm.config.sampling import SamplingConfig
 from dtm.diffusion.sampler import generate
 from dtm.models import DiffusionLM, TinyModelConfig, build_tiny_model
-from dtm.sampling import SamplingConfig, rollout
+from dtm.rollouts import rollout
 from dtm.tasks.base import PromptBatch
 
 VOCAB = 12
 MASK_ID = 1
-
-pytestmark = pytest.mark.usefixtures("single_thread")
 
 
 def make_model(num_layers: int, seed: int = 0) -> DiffusionLM:
@@ -263,7 +262,9 @@ def test_sampling_config_passes_prefix_cache_to_rollouts(one_layer_model):
     prompts = PromptBatch(ids, attention_mask, [{} for _ in range(3)])
     outs = []
     for prefix_cache in (False, True):
-        sampling = SamplingConfig(gen_length=8, block_length=4, steps=8, temperature=0.0, prefix_cache=prefix_cache)
+        sampling = SamplingConfig(
+            gen_length=8, block_length=4, decode_steps=8, temperature=0.0, prefix_cache=prefix_cache
+        )
         recorder = CallRecorder(one_layer_model)
         recorder.mask_token_id = MASK_ID
         outs.append(rollout(recorder, prompts, sampling))

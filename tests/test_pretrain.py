@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 import math
 import os
 import re
@@ -11,12 +10,14 @@ import pytest
 import torch
 
 from dtm.config import ConfigError, load_config
+from dtm.config.sampling import SamplingConfig
 from dtm.models import TinyModelConfig, build_tiny_model, load_model
-from dtm.sampling import SamplingConfig, rollout
+from dtm.rollouts import rollout
 from dtm.tasks.increment import IncrementTask
 from dtm.training.data import TokenDataset, from_task
 from dtm.training.pretrain import PretrainConfig, pretrain
 from dtm.training.schedule import lr_at
+from tests.shared import read_metrics
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 
@@ -26,14 +27,10 @@ TRAIN_STEPS = 120
 
 def tiny_config(out, **overrides) -> PretrainConfig:
     settings = dict(
-        model=TINY, num_examples=2000, batch_size=32, lr=5e-3, lr_min=5e-4, log_every=10, output_dir=str(out)
+        architecture=TINY, num_examples=2000, batch_size=32, lr=5e-3, lr_min=5e-4, log_every=10, output_dir=str(out)
     )
     settings.update(overrides)
     return PretrainConfig(**settings)
-
-
-def read_metrics(out) -> list[dict]:
-    return [json.loads(line) for line in (out / "metrics.jsonl").read_text().splitlines()]
 
 
 def validity(model, task: IncrementTask, n: int = 256, seed: int = 0) -> float:
@@ -58,7 +55,7 @@ def test_pretraining_lowers_the_loss(trained):
     steps = [r["step"] for r in records]
     assert steps == [*range(0, TRAIN_STEPS, cfg.log_every), TRAIN_STEPS - 1]
     for r in records:
-        assert r["lr"] == lr_at(r["step"], cfg.steps, cfg.lr, cfg.lr_min, cfg.warmup, cfg.decay)
+        assert r["lr"] == lr_at(r["step"], cfg.steps, cfg.lr, cfg.lr_min, cfg.lr_warmup, cfg.lr_decay)
         assert math.isfinite(r["loss"]) and math.isfinite(r["grad_norm"]) and r["elapsed_s"] >= 0
     losses = [r["loss"] for r in records]
     first, last = sum(losses[:3]) / 3, sum(losses[-3:]) / 3
@@ -140,10 +137,10 @@ def test_non_empty_output_dir_needs_overwrite(tmp_path):
         ({"lr": 0.0}, "lr"),
         ({"batch_size": 0}, "batch_size"),
         ({"num_examples": 0}, "num_examples"),
-        ({"warmup": 0.6, "decay": 0.6}, "warmup"),
-        ({"warmup": -0.1}, "warmup"),
-        ({"warmup": -0.5, "decay": 1.0}, "warmup"),
-        ({"decay": -0.2}, "decay"),
+        ({"lr_warmup": 0.6, "lr_decay": 0.6}, "lr_warmup"),
+        ({"lr_warmup": -0.1}, "lr_warmup"),
+        ({"lr_warmup": -0.5, "lr_decay": 1.0}, "lr_warmup"),
+        ({"lr_decay": -0.2}, "lr_decay"),
         ({"grad_clip": 0.0}, "grad_clip"),
         ({"log_every": 0}, "log_every"),
     ],

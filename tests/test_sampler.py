@@ -19,9 +19,6 @@ VOCAB = 12
 MASK_ID = 1
 
 
-pytestmark = pytest.mark.usefixtures("single_thread")
-
-
 @pytest.fixture(scope="module")
 def tiny_model():
     torch.manual_seed(0)

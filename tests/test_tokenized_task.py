@@ -6,14 +6,12 @@ from __future__ import annotations
 import pytest
 import torch
 
-from dtm.sampling import SamplingConfig
+from dtm.config.sampling import SamplingConfig
 from dtm.tasks import build_task
 from dtm.tasks.text import get_text_task
 from dtm.tasks.tokenized import PromptTooLongError, TokenizedTextTask
 from dtm.training.dtm import DTMConfig, DTMTrainer
 from tests.hf_fixtures import builtin_model_folder, char_tokenizer
-
-pytestmark = pytest.mark.usefixtures("single_thread")
 
 
 def countdown(max_prompt_length: int = 0, truncation: str = "error") -> TokenizedTextTask:
@@ -92,7 +90,7 @@ def test_dtm_trains_on_a_text_task_from_a_model_folder_with_tokenizer(tmp_path):
         refresh_prompts=0,
         micro_batch=4,
         eval_prompts=0,
-        sampling=SamplingConfig(gen_length=16, block_length=8, steps=4),
+        sampling=SamplingConfig(gen_length=16, block_length=8, decode_steps=4),
     )
     trainer = DTMTrainer(cfg, progress=False)
     assert isinstance(trainer.task, TokenizedTextTask) and trainer.mask_id == char_tokenizer().mask_token_id

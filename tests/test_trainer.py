@@ -12,18 +12,12 @@ import torch
 from safetensors.torch import load_file
 
 from dtm.config import ConfigError, load_config
-from dtm.models import TinyModelConfig, build_tiny_model, load_model
-from dtm.sampling import SamplingConfig
+from dtm.config.run import LoraSection
+from dtm.config.sampling import SamplingConfig
+from dtm.models import load_model
 from dtm.tasks.increment import IncrementTask
-from dtm.training.dtm import RUN_STATE_BYTES, DTMConfig, DTMTrainer, LoraSection, evaluate
-from dtm.training.pretrain import PretrainConfig, pretrain
-
-TINY = TinyModelConfig(vocab_size=14, hidden_size=64, num_layers=2, num_heads=4, intermediate_size=128)
-
-
-def tiny_model(seed: int = 0):
-    torch.manual_seed(seed)
-    return build_tiny_model(TINY)
+from dtm.training.dtm import RUN_STATE_BYTES, DTMConfig, DTMTrainer, evaluate
+from tests.shared import read_metrics, tiny_model
 
 
 def small_config(tmp_path, **overrides) -> DTMConfig:
@@ -41,26 +35,14 @@ def small_config(tmp_path, **overrides) -> DTMConfig:
         micro_batch=8,
         grad_accum=2,
         eval_prompts=0,
-        sampling=SamplingConfig(batch_size=64),
+        sampling=SamplingConfig(decode_batch=64),
     )
     values.update(overrides)
     return DTMConfig(**values)
 
 
-def read_metrics(run_dir) -> list[dict]:
-    return [json.loads(line) for line in (run_dir / "metrics.jsonl").read_text().splitlines()]
-
-
 def student_weights(trainer: DTMTrainer) -> dict[str, torch.Tensor]:
     return {k: v.detach().clone() for k, v in trainer.raw_student.state_dict().items()}
-
-
-@pytest.fixture(scope="module")
-def base_model_dir(tmp_path_factory):
-    out = tmp_path_factory.mktemp("base")
-    cfg = PretrainConfig(model=TINY, steps=300, batch_size=64, output_dir=str(out), num_examples=4000)
-    pretrain(cfg, overwrite=True, progress=False)
-    return out / "model"
 
 
 def test_dtm_raises_heldout_reward(base_model_dir, tmp_path):
@@ -91,10 +73,10 @@ def test_dtm_raises_heldout_reward(base_model_dir, tmp_path):
     assert again["eval_reward_sampled"] == pytest.approx(final["eval_reward_sampled"])
 
 
-@pytest.mark.parametrize("teacher", ["copy", "lora"])
+@pytest.mark.parametrize("finetune", ["full", "lora"])
 @pytest.mark.parametrize("resume_at", [3, 4])  # mid-phase and at the phase boundary
-def test_resume_reproduces_uninterrupted_run(tmp_path, teacher, resume_at):
-    overrides = dict(teacher=teacher, save_every=1, keep_checkpoints=0, ema=0.5 if teacher == "copy" else 0.0)
+def test_resume_reproduces_uninterrupted_run(tmp_path, finetune, resume_at):
+    overrides = dict(finetune=finetune, save_every=1, keep_checkpoints=0, ema=0.5 if finetune == "full" else 0.0)
     overrides["lora"] = LoraSection(r=4, alpha=8, dropout=0.1)
     full = DTMTrainer(small_config(tmp_path / "a", **overrides), model=tiny_model(), progress=False)
     full.train()
@@ -151,9 +133,9 @@ def test_resume_with_every_checkpoint_damaged_is_an_error(tmp_path):
         DTMTrainer(cfg, model=tiny_model(), resume=True, progress=False)
 
 
-@pytest.mark.parametrize("teacher", ["copy", "lora"])
-def test_gradient_checkpointing_switch_trains_the_same_weights(tmp_path, teacher):
-    overrides = dict(teacher=teacher, a_end=1.0, lora=LoraSection(r=4, alpha=8))
+@pytest.mark.parametrize("finetune", ["full", "lora"])
+def test_gradient_checkpointing_switch_trains_the_same_weights(tmp_path, finetune):
+    overrides = dict(finetune=finetune, a_end=1.0, lora=LoraSection(r=4, alpha=8))
     plain = DTMTrainer(small_config(tmp_path / "a", **overrides), model=tiny_model(), progress=False)
     plain.train()
     cfg = small_config(tmp_path / "b", gradient_checkpointing=True, **overrides)
@@ -165,10 +147,10 @@ def test_gradient_checkpointing_switch_trains_the_same_weights(tmp_path, teacher
         torch.testing.assert_close(value, reference[name], rtol=0, atol=1e-6, msg=name)
 
 
-@pytest.mark.parametrize("teacher", ["copy", "lora"])
-def test_prefix_cache_rollouts_through_either_teacher(tmp_path, teacher):
-    sampling = SamplingConfig(gen_length=8, block_length=4, steps=8, batch_size=64, prefix_cache=True)
-    cfg = small_config(tmp_path, teacher=teacher, a_end=1.0, sampling=sampling, lora=LoraSection(r=4, alpha=8))
+@pytest.mark.parametrize("finetune", ["full", "lora"])
+def test_prefix_cache_rollouts_through_either_teacher(tmp_path, finetune):
+    sampling = SamplingConfig(gen_length=8, block_length=4, decode_steps=8, decode_batch=64, prefix_cache=True)
+    cfg = small_config(tmp_path, finetune=finetune, a_end=1.0, sampling=sampling, lora=LoraSection(r=4, alpha=8))
     trainer = DTMTrainer(cfg, model=tiny_model(), progress=False)
     trainer.train()
     assert trainer.state.rollouts > 0 and trainer.state.reward_errors == 0
@@ -307,9 +289,9 @@ def test_full_disk_is_reported_before_training(tmp_path, monkeypatch):
     assert not list((tmp_path / "run").glob("step-*"))
 
 
-@pytest.mark.parametrize("teacher", ["copy", "lora"])
-def test_disk_space_estimate_covers_a_real_checkpoint(tmp_path, teacher):
-    overrides = dict(teacher=teacher, lora=LoraSection(r=4, alpha=8), steps_per_h=3, save_every=1, keep_checkpoints=2)
+@pytest.mark.parametrize("finetune", ["full", "lora"])
+def test_disk_space_estimate_covers_a_real_checkpoint(tmp_path, finetune):
+    overrides = dict(finetune=finetune, lora=LoraSection(r=4, alpha=8), steps_per_h=3, save_every=1, keep_checkpoints=2)
     model = tiny_model()
     weights = sum(p.numel() * p.element_size() for p in model.parameters())
     trainer = DTMTrainer(small_config(tmp_path, **overrides), model=model, progress=False)
@@ -332,7 +314,8 @@ def test_disk_space_estimate_covers_a_real_checkpoint(tmp_path, teacher):
         ("c_ema=1.0", "c_ema"),
         ("ema=1.5", "ema"),
         ("masking=random", "masking: must be one of 'sar', 'uniform'"),
-        ("teacher=frozen", "teacher: must be one of"),
+        ("finetune=frozen", "finetune: must be one of"),
+        ("teacher=lora", "teacher: renamed to finetune"),
         ("buffer_prompts=0", "buffer_prompts"),
         ("prompt_pool=2", "prompt_pool"),
         ("refresh_prompts=1000", "refresh_prompts"),
@@ -341,12 +324,15 @@ def test_disk_space_estimate_covers_a_real_checkpoint(tmp_path, teacher):
         ("grad_accum=0", "grad_accum"),
         ("lr=-1e-3", "lr: must be positive"),
         ("lr_min=1.0", "lr_min"),
-        ("warmup=0.95", "warmup + decay"),
-        ("decay=-0.1", "decay"),
+        ("lr_warmup=0.95", "lr_warmup + lr_decay"),
+        ("lr_decay=-0.1", "lr_decay"),
+        ("decay=0.5", "decay: renamed to lr_decay"),
+        ("sampling.steps=8", "sampling.steps: renamed to sampling.decode_steps"),
+        ("model.dtype=bfloat16", "model: renamed to load"),
         ("betas=[0.9,1.5]", "betas"),
         ("grad_clip=0", "grad_clip"),
         ("sampling.block_length=3", "sampling.block_length: must divide gen_length"),
-        ("sampling.steps=1", "sampling.steps: must be >= the number of blocks"),
+        ("sampling.decode_steps=1", "sampling.decode_steps: must be >= the number of blocks"),
         ("sampling.temperature=-1", "sampling.temperature"),
         ("sampling.remasking=greedy", "sampling.remasking"),
         ("lr=fast", "lr: expected float"),
@@ -357,8 +343,8 @@ def test_disk_space_estimate_covers_a_real_checkpoint(tmp_path, teacher):
         ("task=sudokku", "task: unknown task 'sudokku'; available: countdown"),
         ("max_prompt_length=-1", "max_prompt_length: must be >= 0"),
         ("prompt_truncation=right", "prompt_truncation: must be one of 'error', 'left'"),
-        ("model.load_in_4bit=true", "model.load_in_4bit: a 4-bit base cannot be trained directly; set teacher: lora"),
-        ("model.dtype=int8", "model.dtype: must be one of"),
+        ("load.load_in_4bit=true", "load.load_in_4bit: a 4-bit base cannot be trained directly; set finetune: lora"),
+        ("load.dtype=int8", "load.dtype: must be one of"),
     ],
 )
 def test_bad_config_values_give_one_clear_error(override, message):
@@ -436,16 +422,16 @@ def test_per_prompt_settings_that_cannot_work_are_rejected(overrides, message):
         load_config(DTMConfig, None, overrides)
 
 
-@pytest.mark.parametrize("teacher", ["copy", "lora"])
-def test_compute_counters_match_the_run_plan(tmp_path, teacher):
+@pytest.mark.parametrize("finetune", ["full", "lora"])
+def test_compute_counters_match_the_run_plan(tmp_path, finetune):
     """Forward tokens = rollouts x length x decoding rounds + (teacher + student) x states x length per optimizer
     step; backward tokens = the student's; evaluations are not counted."""
-    cfg = small_config(tmp_path, teacher=teacher, lora=LoraSection(r=4, alpha=8), eval_prompts=8, eval_every=2)
+    cfg = small_config(tmp_path, finetune=finetune, lora=LoraSection(r=4, alpha=8), eval_prompts=8, eval_every=2)
     trainer = DTMTrainer(cfg, model=tiny_model(), progress=False)
     trainer.train()
     length = trainer.buffer.pool.ids.shape[1] + cfg.sampling.gen_length
     states = cfg.total_steps * cfg.micro_batch * cfg.grad_accum
-    rollout_tokens = trainer.state.rollouts * length * cfg.sampling.steps
+    rollout_tokens = trainer.state.rollouts * length * cfg.sampling.decode_steps
     assert trainer.state.backward_tokens == states * length
     assert trainer.state.forward_tokens == rollout_tokens + 2 * states * length
     assert trainer.state.compute_tokens == trainer.state.forward_tokens + 2 * trainer.state.backward_tokens

@@ -7,11 +7,10 @@ masked. All functions are pure: they take tensors and a ``torch.Generator`` and 
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Literal
 
 import torch
 
-Masking = Literal["sar", "uniform"]
+from dtm.config.choices import Masking
 
 
 @dataclass
@@ -115,3 +114,16 @@ def masked_states(
     if masking == "sar":
         return sar_masked_states(response, block_length, mask_token_id, generator)
     return uniform_masked_states(response, mask_token_id, generator)
+
+
+def model_inputs(
+    prompt_ids: torch.Tensor, prompt_mask: torch.Tensor, response: torch.Tensor, select_response: torch.Tensor
+) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """The inputs of one forward pass on prompts ``[B, P]`` followed by (partly masked) responses ``[B, G]``:
+    ``input_ids = [prompt, response]``, ``select`` (the positions whose logits are computed: the response positions
+    where ``select_response`` is True, never the prompt) and ``attention_mask`` (the prompt's padding mask, then every
+    response position)."""
+    input_ids = torch.cat([prompt_ids, response], dim=1)
+    select = torch.cat([torch.zeros_like(prompt_ids, dtype=torch.bool), select_response], dim=1)
+    attention = torch.cat([prompt_mask, torch.ones_like(response)], dim=1)
+    return input_ids, select, attention

@@ -25,9 +25,11 @@ of prompt j, as in :class:`dtm.training.buffer.ReplayBuffer`. Response tensors a
 from __future__ import annotations
 
 import math
-from typing import Literal, NamedTuple
+from typing import NamedTuple
 
 import torch
+
+from dtm.config.choices import WeightBaseline
 
 
 def group_advantages(rewards: torch.Tensor, group_size: int, scale: bool = True, eps: float = 1e-4) -> torch.Tensor:
@@ -221,8 +223,6 @@ def spg_loss(
 
 
 # ---------------------------------------------------------------------------------------------- DMPO
-
-WeightBaseline = Literal["none", "mean", "negative"]
 
 
 def dmpo_weights(

@@ -18,12 +18,12 @@ from __future__ import annotations
 
 import inspect
 from collections.abc import Callable
-from typing import Literal
 
 import torch
 from transformers import DynamicCache
 
-Remasking = Literal["low_confidence", "random"]
+from dtm.config.choices import Remasking
+
 LogitsFn = Callable[..., torch.Tensor]
 
 

@@ -8,41 +8,19 @@ bitsandbytes (GPU only), and the mask token id, taken from the model config, els
 from __future__ import annotations
 
 import importlib.util
-from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any
 
 import torch
 from transformers import AutoConfig, AutoModel, AutoModelForCausalLM, AutoTokenizer, PreTrainedTokenizerBase
 
+from dtm.config.choices import Dtype
+from dtm.config.model import LoadOptions
 from dtm.models.base import DiffusionLM
 
-Dtype = Literal["auto", "float32", "bfloat16", "float16"]
 # Model types whose outputs are shifted by one position (adapted from causal LMs).
 SHIFTED_MODEL_TYPES = {"dream"}
 TOKENIZER_FILES = ("tokenizer.json", "tokenizer_config.json", "tokenizer.model", "vocab.json")
-
-
-@dataclass
-class LoadOptions:
-    """How to load a model folder (the ``model`` section of training and evaluation configs)."""
-
-    trust_remote_code: bool = False
-    dtype: Dtype = "auto"
-    load_in_4bit: bool = False
-    mask_token_id: int | None = None
-    shift_logits: bool | None = None
-
-    def load(self, path: str | Path, tokenizer: PreTrainedTokenizerBase | None = None) -> DiffusionLM:
-        return load_model(
-            path,
-            self.mask_token_id,
-            trust_remote_code=self.trust_remote_code,
-            dtype=self.dtype,
-            load_in_4bit=self.load_in_4bit,
-            shift_logits=self.shift_logits,
-            tokenizer=tokenizer,
-        )
 
 
 def resolve_mask_token_id(
@@ -61,6 +39,12 @@ def resolve_mask_token_id(
         f"{where}: no mask token: config.json has no mask_token_id and the tokenizer defines no mask token; "
         "set the mask token id explicitly (config key model.mask_token_id, e.g. 126336 for LLaDA)"
     )
+
+
+def model_mask_token_id(path: str | Path, tokenizer: PreTrainedTokenizerBase | None, load: LoadOptions) -> int:
+    """The mask token id the folder at ``path`` will load with, from its config.json alone (no weights read)."""
+    config = AutoConfig.from_pretrained(str(path), trust_remote_code=load.trust_remote_code)
+    return resolve_mask_token_id(config, tokenizer, load.mask_token_id, str(path))
 
 
 def has_tokenizer(path: str | Path) -> bool:

@@ -8,27 +8,13 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 from contextlib import contextmanager
-from dataclasses import dataclass
 from pathlib import Path
 
 from transformers import LlamaConfig, LlamaForCausalLM
 from transformers.utils import logging as hf_logging
 
+from dtm.config.model import TinyModelConfig
 from dtm.models.base import DiffusionLM
-
-
-@dataclass
-class TinyModelConfig:
-    """Shape of the built-in model. The defaults give about 0.2M parameters for a 32-token vocabulary."""
-
-    vocab_size: int = 32
-    mask_token_id: int = 1
-    hidden_size: int = 96
-    num_layers: int = 4
-    num_heads: int = 4
-    intermediate_size: int = 256
-    max_length: int = 256
-    rope_theta: float = 10000.0
 
 
 def build_tiny_model(cfg: TinyModelConfig) -> DiffusionLM:

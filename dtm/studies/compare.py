@@ -22,23 +22,21 @@ import csv
 import json
 import statistics
 import time
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
-import torch
 from tqdm.auto import tqdm
 
-from dtm.config import ConfigError, check, load_config, save_config
-from dtm.models.base import DiffusionLM
-from dtm.sampling import rollout
+from dtm.config import ConfigError, check, load_config, save_config, setting
+from dtm.heldout import heldout_metrics
 from dtm.studies.figures import new_axes, save_figure
 from dtm.studies.parallel import map_seeds
 from dtm.tasks.base import PromptBatch, TokenTask
 from dtm.training import METHODS, load_train_config, make_trainer
-from dtm.training.common import RunConfig, load_model_and_task
 from dtm.training.logging import prepare_run_dir
 from dtm.training.pretrain import PretrainConfig, pretrain
+from dtm.training.trainer import RunConfig, load_model_and_task
 
 # Keys the comparison sets itself in every run's training config.
 MANAGED_KEYS = ("method", "task", "task_options", "base_model", "seed", "output_dir", "eval_prompts", "eval_every")
@@ -49,32 +47,39 @@ BUDGETS = ("rollouts", "compute")
 class CompareConfig:
     """Settings of a comparison; see ``configs/compare-*.yaml``."""
 
-    output_dir: str = "runs/compare"
-    task: str = "maze"
-    task_options: dict[str, Any] = field(default_factory=dict)
-    # The base model of each seed: a model folder ("{seed}" in it is replaced by the seed), or "" to pretrain one
-    # per seed with the `pretrain` keys (a PretrainConfig) and that seed.
-    base_model: str = ""
-    pretrain: dict[str, Any] = field(default_factory=dict)
-    methods: list[str] = field(default_factory=lambda: list(METHODS))
-    seeds: list[int] = field(default_factory=lambda: [0, 1, 2])
-    # Training-config keys for every method (sampling, micro_batch, lr, ...), then per method (they win; options of a
-    # method not in `methods` are ignored).
-    shared: dict[str, Any] = field(default_factory=dict)
-    method_options: dict[str, dict[str, Any]] = field(default_factory=dict)
-    # Rollout budget of every run; 0 = what DTM's config plans (then "dtm" must be among the methods).
-    rollouts: int = 0
-    # Budgets compared: "rollouts" (equal reward evaluations), and "compute" (equal forward-token equivalents:
-    # each baseline's steps spend DTM's compute of the same seed; needs "rollouts" and dtm).
-    budgets: list[str] = field(default_factory=lambda: ["rollouts", "compute"])
-    # Seeds run side by side in this many processes (one torch thread each; the numbers do not depend on it).
-    workers: int = 1
-    # Held-out greedy evaluations during each run (reward-vs-rollouts figure), on curve_prompts prompts.
-    curve_points: int = 6
-    curve_prompts: int = 64
-    # Final evaluation: eval_prompts held-out prompts, greedy and eval_samples samples each.
-    eval_prompts: int = 128
-    eval_samples: int = 8
+    output_dir: str = setting("runs/compare", "study folder: every run, results.json, report.md, figures")
+    task: str = setting("maze", "task of every run")
+    task_options: dict[str, Any] = setting(factory=dict, help="the task's own options")
+    base_model: str = setting(
+        "",
+        'base model of each seed: a model folder ("{seed}" in it is replaced by the seed), or "" to pretrain one per '
+        "seed with the pretrain keys",
+    )
+    pretrain: dict[str, Any] = setting(
+        factory=dict, help="PretrainConfig keys of the per-seed base models (when base_model is empty)"
+    )
+    methods: list[str] = setting(factory=lambda: list(METHODS), help="methods compared: " + ", ".join(METHODS))
+    seeds: list[int] = setting(factory=lambda: [0, 1, 2], help="seeds; each method runs once per seed")
+    shared: dict[str, Any] = setting(
+        factory=dict, help="training-config keys for every method (sampling, micro_batch, lr, ...)"
+    )
+    method_options: dict[str, dict[str, Any]] = setting(
+        factory=dict,
+        help="training-config keys per method; they win over shared (options of a method not in methods are ignored)",
+    )
+    rollouts: int = setting(0, "rollout budget of every run (0: what DTM's config plans; then dtm must be a method)")
+    budgets: list[str] = setting(
+        factory=lambda: ["rollouts", "compute"],
+        help="budgets compared: rollouts (equal reward evaluations) and compute (each baseline spends DTM's "
+        "forward-token equivalents of the same seed; needs rollouts and dtm)",
+    )
+    workers: int = setting(1, "seeds run side by side in this many processes (one torch thread each; same numbers)")
+    curve_points: int = setting(6, "held-out greedy evaluations during each run (the reward-vs-rollouts figure)")
+    curve_prompts: int = setting(64, "held-out prompts of each curve point")
+    eval_prompts: int = setting(128, "held-out prompts of the final evaluation (greedy and sampled)")
+    eval_samples: int = setting(
+        8, "samples per held-out prompt at the rollout temperature in the final evaluation (sampled reward, diversity)"
+    )
 
     def __post_init__(self) -> None:
         check(bool(self.methods), "methods", "must name at least one method")
@@ -91,8 +96,8 @@ class CompareConfig:
                 check(key not in options, f"method_options.{method}.{key}", "is set by the comparison; remove it")
         for method, options in self.method_options.items():
             check(
-                method == "dtm" or "steps" not in options,
-                f"method_options.{method}.steps",
+                method == "dtm" or "rollout_batches" not in options,
+                f"method_options.{method}.rollout_batches",
                 "is derived from the rollout budget (`rollouts`); remove it",
             )
         check(
@@ -160,8 +165,8 @@ def run_configs(cfg: CompareConfig, bases: dict[int, Path], out: Path) -> dict[t
     configs = {}
     for method in cfg.methods:
         for seed in cfg.seeds:
-            run = load(method, seed) if method == "dtm" else _with_budget(load(method, seed, steps=1), budget)
-            total = run.total_steps if method == "dtm" else run.steps
+            run = load(method, seed) if method == "dtm" else _with_budget(load(method, seed, rollout_batches=1), budget)
+            total = run.total_steps if method == "dtm" else run.rollout_batches
             configs[method, seed] = replace(run, eval_every=max(total // cfg.curve_points, 1))
     return configs
 
@@ -169,24 +174,24 @@ def run_configs(cfg: CompareConfig, bases: dict[int, Path], out: Path) -> dict[t
 def compute_configs(
     cfg: CompareConfig, configs: dict[tuple[str, int], RunConfig], rows: list[dict[str, Any]], out: Path
 ) -> dict[tuple[str, int], RunConfig]:
-    """The baselines' configs at DTM's compute: per seed, ``steps`` = DTM's compute tokens / the baseline's compute
-    per step in its equal-rollout run (constant per step for fixed-length prompts), rounded."""
+    """The baselines' configs at DTM's compute: per seed, ``rollout_batches`` = DTM's compute tokens / the baseline's
+    compute per step in its equal-rollout run (constant per step for fixed-length prompts), rounded."""
     done = {(row["method"], row["seed"]): row for row in rows if row["budget"] == "rollouts"}
     out_configs = {}
     for (method, seed), run in configs.items():
         if method == "dtm":
             continue
-        per_step = done[method, seed]["compute_tokens"] / run.steps
+        per_step = done[method, seed]["compute_tokens"] / run.rollout_batches
         steps = max(1, round(done["dtm", seed]["compute_tokens"] / per_step))
         output_dir = str(out / "runs-compute" / method / f"seed{seed}")
         out_configs[method, seed] = replace(
-            run, steps=steps, output_dir=output_dir, eval_every=max(steps // cfg.curve_points, 1)
+            run, rollout_batches=steps, output_dir=output_dir, eval_every=max(steps // cfg.curve_points, 1)
         )
     return out_configs
 
 
 def _with_budget(run: RunConfig, budget: int) -> RunConfig:
-    """A baseline config whose ``steps`` spend exactly ``budget`` rollouts."""
+    """A baseline config whose ``rollout_batches`` spend exactly ``budget`` rollouts."""
     per_step = run.planned_rollouts
     check(
         budget % per_step == 0,
@@ -194,39 +199,7 @@ def _with_budget(run: RunConfig, budget: int) -> RunConfig:
         f"{run.method} draws {per_step} rollouts per step (micro_batch x grad_accum), which must divide the budget "
         f"of {budget}; change its micro_batch / grad_accum or the budget",
     )
-    return replace(run, steps=budget // per_step)
-
-
-@torch.no_grad()
-def evaluate_model(
-    model: DiffusionLM, task: TokenTask, prompts: PromptBatch, run: RunConfig, samples: int, seed: int
-) -> dict[str, float]:
-    """Greedy reward/accuracy and, from ``samples`` samples per prompt at the rollout temperature, sampled
-    reward/accuracy, distinct responses / samples and distinct correct responses, averaged over prompts."""
-    generator = torch.Generator().manual_seed(seed)
-    greedy = rollout(model, prompts, run.sampling, generator, temperature=0.0)
-    repeated = prompts.select(torch.arange(len(prompts)).repeat_interleave(samples))
-    sampled = rollout(model, repeated, run.sampling, generator)
-    correct = task.is_correct(sampled, repeated.meta)
-    return {
-        "greedy_reward": task.reward(greedy, prompts.meta).mean().item(),
-        "greedy_accuracy": task.is_correct(greedy, prompts.meta).float().mean().item(),
-        "sampled_reward": task.reward(sampled, repeated.meta).mean().item(),
-        "sampled_accuracy": correct.float().mean().item(),
-    } | diversity(sampled, correct, samples)
-
-
-def diversity(responses: torch.Tensor, correct: torch.Tensor, samples: int) -> dict[str, float]:
-    """From ``samples`` consecutive responses per prompt: distinct responses / samples, and the number of distinct
-    correct responses (e.g. different shortest paths), each averaged over prompts."""
-    keys = [tuple(row) for row in responses.tolist()]
-    ok = correct.tolist()
-    distinct, distinct_correct = [], []
-    for start in range(0, len(keys), samples):
-        rows = range(start, start + samples)
-        distinct.append(len({keys[j] for j in rows}) / samples)
-        distinct_correct.append(len({keys[j] for j in rows if ok[j]}))
-    return {"distinct": statistics.fmean(distinct), "distinct_correct": statistics.fmean(distinct_correct)}
+    return replace(run, rollout_batches=budget // per_step)
 
 
 def eval_curve(metrics_file: Path) -> list[tuple[int, float]]:
@@ -248,7 +221,7 @@ def run_compare(cfg: CompareConfig, *, overwrite: bool = False, progress: bool =
     else:
         for seed in cfg.seeds:
             _pretrain_config(cfg, seed, bases[seed].parent)
-    out = prepare_run_dir(cfg.output_dir, overwrite=overwrite)
+    out = prepare_run_dir(cfg.output_dir, overwrite=overwrite, resumable=False)
     save_config(cfg, out / "compare.yaml")
     per_seed = map_seeds(run_seed, cfg.seeds, cfg, out, progress and cfg.workers == 1, workers=cfg.workers)
     rows = [row for seed_rows, _ in per_seed for row in seed_rows]
@@ -277,7 +250,7 @@ def run_seed(
     rows: list[dict[str, Any]] = [
         {"budget": "base", "method": "base", "seed": seed, "rollouts": 0, "steps": 0, "wall_time": 0.0}
         | _compute(None)
-        | evaluate_model(base, task, prompts, first, cfg.eval_samples, seed=0)
+        | heldout_metrics(base, task, prompts, first.sampling, cfg.eval_samples, seed=0)
     ]
     curves: dict[tuple[str, str], list[tuple[int, float]]] = {}
 
@@ -304,8 +277,8 @@ def _train_and_evaluate(
     model = trainer.train()
     wall = time.perf_counter() - start - trainer.state.eval_seconds
     with trainer.uncounted():  # the run's compute is its training only
-        metrics = evaluate_model(model, task, prompts, run, cfg.eval_samples, seed=0)
-    steps = run.total_steps if run.method == "dtm" else run.steps
+        metrics = heldout_metrics(model, task, prompts, run.sampling, cfg.eval_samples, seed=0)
+    steps = run.total_steps if run.method == "dtm" else run.rollout_batches
     row = {"budget": budget, "method": run.method, "seed": run.seed, "rollouts": trainer.state.rollouts}
     row |= {"steps": steps, "wall_time": wall} | _compute(trainer.state) | metrics
     if progress:

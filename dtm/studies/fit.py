@@ -26,18 +26,18 @@ import json
 import re
 import statistics
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import torch
 from tqdm.auto import tqdm
 
-from dtm.config import ConfigError, check, load_config, save_config
+from dtm.config import ConfigError, check, load_config, save_config, setting
 from dtm.diffusion.exact import MAX_EXACT_BLOCK, SequenceLaw
 from dtm.models import load_model
 from dtm.models.base import DiffusionLM
-from dtm.sampling import rollout
+from dtm.rollouts import rollout
 from dtm.studies.figures import new_axes, save_figure
 from dtm.studies.maze_laws import (
     PathLaw,
@@ -78,26 +78,30 @@ def _merge(base: dict[str, Any], over: dict[str, Any]) -> dict[str, Any]:
 class FitStudyConfig:
     """Settings of ``dtm study fit``; see ``configs/fit-maze.yaml``."""
 
-    output_dir: str = "runs/fit"
-    seeds: list[int] = field(default_factory=lambda: [0])
-    # The base model: a model folder ("{seed}" in it is replaced by each seed, e.g. runs/bases/seed{seed}/model), or
-    # "" to pretrain one per seed with the `pretrain` keys (a PretrainConfig; task and task options come from `dtm`).
-    base_model: str = ""
-    pretrain: dict[str, Any] = field(default_factory=dict)
-    # The DTM run's config (DTMConfig keys); task must be maze, with a sampler whose exact law is the target's.
-    dtm: dict[str, Any] = field(default_factory=dict)
-    # Named variants, each a mapping of DTMConfig keys applied over `dtm` (e.g. {lr-1e-4: {lr: 1.0e-4}}); every
-    # variant runs on every seed's base model. Empty: one run of `dtm`, named "dtm".
-    variants: dict[str, dict[str, Any]] = field(default_factory=dict)
-    # Distinct mazes measured: from the training split and from the held-out (test) split.
-    train_mazes: int = 16
-    heldout_mazes: int = 32
-    # Also measure every this many optimizer steps inside a phase (0: at phase ends only).
-    measure_every: int = 0
-    # Teacher draws per maze for the Monte Carlo (invalid-response) part of the loss gain.
-    invalid_samples: int = 8
-    # Seeds run side by side in this many processes (one torch thread each; the numbers do not depend on it).
-    workers: int = 1
+    output_dir: str = setting("runs/fit", "study folder: every run, results.json, report.md, figures")
+    seeds: list[int] = setting(factory=lambda: [0], help="seeds; every variant runs once per seed")
+    base_model: str = setting(
+        "",
+        'base model: a model folder ("{seed}" in it is replaced by each seed, e.g. runs/bases/seed{seed}/model), or '
+        '"" to pretrain one per seed with the pretrain keys',
+    )
+    pretrain: dict[str, Any] = setting(
+        factory=dict, help="PretrainConfig keys of the per-seed base models (task and task options come from dtm)"
+    )
+    dtm: dict[str, Any] = setting(
+        factory=dict,
+        help="the DTM run's config (DTMConfig keys); task must be maze, with a sampler whose exact law is the target's",
+    )
+    variants: dict[str, dict[str, Any]] = setting(
+        factory=dict,
+        help="named variants, each DTMConfig keys applied over dtm (e.g. {lr-1e-4: {lr: 1.0e-4}}); every variant "
+        'runs on every seed (empty: one run of dtm, named "dtm")',
+    )
+    train_mazes: int = setting(16, "distinct training-split mazes measured exactly")
+    heldout_mazes: int = setting(32, "distinct held-out (test-split) mazes measured exactly")
+    measure_every: int = setting(0, "also measure every this many optimizer steps inside a phase (0: phase ends only)")
+    invalid_samples: int = setting(8, "teacher draws per maze for the Monte Carlo (invalid-response) part of the gain")
+    workers: int = setting(1, "seeds run side by side in this many processes (one torch thread each; same numbers)")
 
     def __post_init__(self) -> None:
         check(bool(self.seeds), "seeds", "must list at least one seed")
@@ -330,7 +334,7 @@ def run_fit_study(cfg: FitStudyConfig, *, overwrite: bool = False, progress: boo
             cfg.pretrain_config(seed, out / "base")
         elif not (base / "config.json").is_file():
             raise ConfigError(f"base_model: no model checkpoint at {base} (seed {seed})")
-    out = prepare_run_dir(cfg.output_dir, overwrite=overwrite)
+    out = prepare_run_dir(cfg.output_dir, overwrite=overwrite, resumable=False)
     save_config(cfg, out / "fit.yaml")
     per_seed = map_seeds(run_seed, cfg.seeds, cfg, out, progress and cfg.workers == 1, workers=cfg.workers)
     runs = [result for results in per_seed for result in results]

@@ -15,16 +15,17 @@ import csv
 import json
 import math
 import statistics
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, ClassVar
 
 import torch
 
-from dtm.config import ConfigError, check, load_config, save_config
+from dtm.config import ConfigError, check, load_config, save_config, setting
+from dtm.config.sampling import SamplingConfig
 from dtm.models import TinyModelConfig, load_model
 from dtm.models.base import DiffusionLM
-from dtm.sampling import SamplingConfig, rollout
+from dtm.rollouts import rollout
 from dtm.studies.figures import new_axes, save_figure
 from dtm.studies.maze_laws import (
     MazePaths,
@@ -54,38 +55,39 @@ ARM_KEYS = ("h", "a_end", "steps_per_h", "control_variate", "adaptive_c", "outpu
 class MazeStudyConfig:
     """Settings of the maze study (``configs/maze-study.yaml``: the main job; see the README for its run time)."""
 
-    output_dir: str = "runs/maze-study"
-    seeds: list[int] = field(default_factory=lambda: [0, 1, 2])
-    # Seeds run side by side in this many processes (one torch thread each; the numbers do not depend on it).
-    workers: int = 1
-    # Task: size x size mazes with extra openings (loops); see dtm.tasks.maze.
-    maze_size: int = 3
-    maze_extra_openings: int = 3
-    # Base model, pretrained once per seed.
-    model: TinyModelConfig = field(
-        default_factory=lambda: TinyModelConfig(hidden_size=128, num_layers=4, intermediate_size=256, max_length=64)
+    renamed_keys: ClassVar[dict[str, str]] = {"model": "architecture"}
+
+    output_dir: str = setting("runs/maze-study", "study folder: every run, results.json, report.md, figures")
+    seeds: list[int] = setting(factory=lambda: [0, 1, 2], help="seeds (each pretrains its own base model)")
+    workers: int = setting(1, "seeds run side by side in this many processes (one torch thread each; same numbers)")
+    maze_size: int = setting(3, "mazes are size x size cells")
+    maze_extra_openings: int = setting(3, "walls removed beyond a spanning tree (loops: several shortest paths)")
+    architecture: TinyModelConfig = setting(
+        factory=lambda: TinyModelConfig(hidden_size=128, num_layers=4, intermediate_size=256, max_length=64),
+        help="shape of the base model, pretrained once per seed",
     )
-    pretrain_steps: int = 1200
-    pretrain_lr: float = 2e-3
-    # DTM arms: a_end reached in a_end / small_h phases, or in one phase; the same steps in total per arm.
-    a_end: float = 12.0
-    small_h: float = 3.0
-    total_steps: int = 240
-    controls: list[str] = field(default_factory=lambda: ["1", "adaptive"])
-    lr: float = 1e-3
-    buffer_prompts: int = 64
-    buffer_completions: int = 8
-    micro_batch: int = 32
-    # Further DTMConfig keys for every arm (e.g. grad_accum, decay, ema, refresh_every).
-    dtm: dict[str, Any] = field(default_factory=dict)
-    # Random-order unmasking samples the model's own path distribution; confidence-ordered unmasking does not.
-    sampling: SamplingConfig = field(
-        default_factory=lambda: SamplingConfig(gen_length=8, block_length=4, steps=8, remasking="random")
+    pretrain_steps: int = setting(1200, "pretraining steps of each base model")
+    pretrain_lr: float = setting(2e-3, "pretraining peak learning rate")
+    a_end: float = setting(12.0, "final tilt of every DTM arm")
+    small_h: float = setting(3.0, "h of the many-phase arms (a_end / small_h phases; the other arms use one phase)")
+    total_steps: int = setting(240, "optimizer steps of every arm, split equally over its phases")
+    controls: list[str] = setting(
+        factory=lambda: ["1", "adaptive"], help='control variates c compared: numbers, or "adaptive"'
     )
-    # Evaluation: sampled metrics on eval_mazes held-out mazes; exact laws on tv_mazes distinct held-out mazes.
-    eval_mazes: int = 64
-    samples_per_maze: int = 8
-    tv_mazes: int = 16
+    lr: float = setting(1e-3, "DTM peak learning rate")
+    buffer_prompts: int = setting(64, "DTM replay-buffer prompts")
+    buffer_completions: int = setting(8, "DTM rollouts per buffer prompt")
+    micro_batch: int = setting(32, "DTM sequences per forward/backward pass")
+    dtm: dict[str, Any] = setting(
+        factory=dict, help="further DTMConfig keys for every arm (e.g. grad_accum, lr_decay, ema, refresh_every)"
+    )
+    sampling: SamplingConfig = setting(
+        factory=lambda: SamplingConfig(gen_length=8, block_length=4, decode_steps=8, remasking="random"),
+        help="decoding; random-order unmasking samples the model's own path law (confidence order does not)",
+    )
+    eval_mazes: int = setting(64, "held-out mazes of the sampled metrics")
+    samples_per_maze: int = setting(8, "samples per held-out maze")
+    tv_mazes: int = setting(16, "distinct held-out mazes whose exact path laws give the total variation to the target")
 
     def __post_init__(self) -> None:
         check(bool(self.seeds), "seeds", "must list at least one seed")
@@ -254,7 +256,7 @@ def run_seed(seed: int, cfg: MazeStudyConfig, out_dir: str, progress: bool) -> d
     pre = PretrainConfig(
         task="maze",
         task_options=cfg.task_options,
-        model=cfg.model,
+        architecture=cfg.architecture,
         steps=cfg.pretrain_steps,
         lr=cfg.pretrain_lr,
         lr_min=cfg.pretrain_lr / 10,
@@ -286,7 +288,7 @@ def run_maze_study(cfg: MazeStudyConfig, *, overwrite: bool = False, progress: b
     figures and ``report.md`` to ``cfg.output_dir``; return the summary."""
     for seed in cfg.seeds:  # every arm's settings are checked before anything is trained
         arms(cfg, Path(cfg.output_dir), seed)
-    out = prepare_run_dir(cfg.output_dir, overwrite=overwrite)
+    out = prepare_run_dir(cfg.output_dir, overwrite=overwrite, resumable=False)
     save_config(cfg, out / "study.yaml")
     runs = map_seeds(run_seed, cfg.seeds, cfg, str(out), progress and cfg.workers == 1, workers=cfg.workers)
     summary = summarize(runs)

@@ -20,9 +20,9 @@ from dataclasses import dataclass, field
 
 import torch
 
+from dtm.config.sampling import SamplingConfig
 from dtm.diffusion.exact import SequenceLaw, sequence_log_probs
 from dtm.models.base import DiffusionLM
-from dtm.sampling import SamplingConfig
 from dtm.tasks.base import PromptBatch
 from dtm.tasks.maze import MazeTask, enumerate_valid_paths, moves_to_response
 
@@ -88,12 +88,12 @@ def sequence_law(model: DiffusionLM, responses: Responses, sampling: SamplingCon
         prompts.ids[responses.maze_of],
         responses.responses,
         sampling.block_length,
-        sampling.steps,
+        sampling.decode_steps,
         mask_token_id=model.mask_token_id,
         temperature=sampling.temperature,
         remasking=sampling.remasking,
         attention_mask=prompts.attention_mask[responses.maze_of],
-        batch_size=sampling.batch_size * 4,
+        batch_size=sampling.decode_batch * 4,
     )
     model.train(was_training)
     return law
@@ -214,8 +214,8 @@ def check_exact_sampler(sampling: SamplingConfig, gen_length: int) -> None:
     problems = []
     if sampling.remasking != "random":
         problems.append(f"sampling.remasking must be 'random', got {sampling.remasking!r}")
-    if sampling.steps != gen_length:
-        problems.append(f"sampling.steps must equal gen_length={gen_length} got {sampling.steps}")
+    if sampling.decode_steps != gen_length:
+        problems.append(f"sampling.decode_steps must equal gen_length={gen_length} got {sampling.decode_steps}")
     if not math.isclose(sampling.temperature, 1.0):
         problems.append(f"sampling.temperature must be 1, got {sampling.temperature}")
     if problems:

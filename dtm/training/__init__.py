@@ -1,5 +1,5 @@
 """Trainers: DTM (``dtm.py``), and the RL baselines diffu-GRPO, wd1, SPG and the likelihood-free peers DMPO, GDSD
-(``baselines.py``), on the shared plumbing of ``common.py``. A training config's ``method`` key (default ``dtm``)
+(``baselines.py``), on the shared plumbing of ``trainer.py``. A training config's ``method`` key (default ``dtm``)
 says which; :func:`train_from_config` reads it and runs the right trainer.
 
 The trainers are imported on first use, so ``import dtm.training.<module>`` stays light.
@@ -14,22 +14,34 @@ from typing import TYPE_CHECKING, Any
 import yaml
 
 from dtm.config import ConfigError, load_config
+from dtm.config.choices import METHODS
 
 if TYPE_CHECKING:
+    from dtm.config.run import RunConfig
     from dtm.models.base import DiffusionLM
-    from dtm.training.common import RunConfig, Trainer
-
-METHODS = ("dtm", "diffu_grpo", "wd1", "spg", "dmpo", "gdsd")
+    from dtm.training.trainer import Trainer
 
 
-def _classes(method: str) -> tuple[type[RunConfig], type[Trainer]]:
+def config_class(method: str) -> type[RunConfig]:
+    """The config class of ``method`` (importing neither torch nor the trainers)."""
     if method == "dtm":
-        from dtm.training.dtm import DTMConfig, DTMTrainer
+        from dtm.config.dtm import DTMConfig
 
-        return DTMConfig, DTMTrainer
-    from dtm.training.baselines import CONFIGS, TRAINERS
+        return DTMConfig
+    from dtm.config.baselines import BASELINE_CONFIGS
 
-    return CONFIGS[method], TRAINERS[method]
+    return BASELINE_CONFIGS[method]
+
+
+def trainer_class(method: str) -> type[Trainer]:
+    """The trainer class of ``method``."""
+    if method == "dtm":
+        from dtm.training.dtm import DTMTrainer
+
+        return DTMTrainer
+    from dtm.training.baselines import TRAINERS
+
+    return TRAINERS[method]
 
 
 def config_method(source: str | Path | Mapping[str, Any] | None, overrides: Sequence[str] = ()) -> str:
@@ -55,12 +67,12 @@ def config_method(source: str | Path | Mapping[str, Any] | None, overrides: Sequ
 def load_train_config(source: str | Path | Mapping[str, Any] | None, overrides: Sequence[str] = ()) -> RunConfig:
     """The typed config of a training run (a YAML file or a mapping, plus ``key=value`` overrides), of the class its
     ``method`` names."""
-    return load_config(_classes(config_method(source, overrides))[0], source, overrides)
+    return load_config(config_class(config_method(source, overrides)), source, overrides)
 
 
 def make_trainer(cfg: RunConfig, **kwargs: Any) -> Trainer:
     """The trainer for ``cfg``'s method; ``kwargs`` go to its constructor (model, task, resume, overwrite, ...)."""
-    return _classes(cfg.method)[1](cfg, **kwargs)
+    return trainer_class(cfg.method)(cfg, **kwargs)
 
 
 def train_from_config(
@@ -77,4 +89,12 @@ def train_from_config(
     return make_trainer(cfg, resume=resume, overwrite=overwrite, progress=progress).train()
 
 
-__all__ = ["METHODS", "config_method", "load_train_config", "make_trainer", "train_from_config"]
+__all__ = [
+    "METHODS",
+    "config_class",
+    "config_method",
+    "load_train_config",
+    "make_trainer",
+    "train_from_config",
+    "trainer_class",
+]

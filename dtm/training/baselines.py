@@ -14,26 +14,32 @@ Each is an on-policy loop over rollout batches; read :meth:`PolicyGradientTraine
    that together cover it, with the method's loss from :mod:`dtm.diffusion.policy`.
 
 Rollouts, rewards, gradient clipping, non-finite-step skipping, checkpoints (exact resumption), JSONL metrics,
-evaluation and the final model are the shared plumbing of :class:`~dtm.training.common.Trainer`. The learning rate
+evaluation and the final model are the shared plumbing of :class:`~dtm.training.trainer.Trainer`. The learning rate
 follows one warmup / constant / decay schedule over all ``steps * inner_updates`` optimizer steps.
 """
 
 from __future__ import annotations
 
 import time
+from abc import abstractmethod
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Literal, NamedTuple
+from typing import Any, NamedTuple
 
 import torch
 from safetensors.torch import load_file
-from tqdm.auto import tqdm
 
-from dtm.config import check
-from dtm.diffusion.masking import MaskedState, Masking, masked_states
+from dtm.config.baselines import (
+    DiffuGRPOConfig,
+    DMPOConfig,
+    GDSDConfig,
+    PolicyGradientConfig,
+    SPGConfig,
+    WD1Config,
+)
+from dtm.diffusion.masking import MaskedState, Masking, masked_states, model_inputs
 from dtm.diffusion.policy import (
-    WeightBaseline,
     block_elbo,
     block_eubo,
     dmpo_weights,
@@ -48,171 +54,13 @@ from dtm.diffusion.policy import (
     wd1_loss,
     wd1_weights,
 )
-from dtm.models.base import DiffusionLM
-from dtm.tasks.base import TokenTask
 from dtm.training.buffer import ReplayBuffer
-from dtm.training.common import RunConfig, RunState, Trainer
-from dtm.training.rewards import RewardFn
 from dtm.training.schedule import lr_at, set_lr
 from dtm.training.teacher import CopyTeacher, LoraTeacher, frozen_teacher, trainable_state
+from dtm.training.trainer import RunState, Trainer
 
 # A model call: (input_ids, attention_mask=..., select=...) -> logits (the trained model, or a frozen reference).
 Forward = Callable[..., torch.Tensor]
-
-
-@dataclass
-class PolicyGradientConfig(RunConfig):
-    """Settings shared by the RL baselines (the run settings are in :class:`RunConfig`). Defaults are a CPU-sized run
-    on the ``increment`` toy task; the comments give the published LLaDA-8B values."""
-
-    output_dir: str = "runs/baseline"
-    lr: float = 5e-4
-    lr_min: float = 5e-5
-    # full: train every weight; lora: train a LoRA adapter on a frozen (possibly 4-bit) base.
-    finetune: Literal["full", "lora"] = "full"
-    steps: int = 40  # rollout batches; each is used for inner_updates optimizer steps
-    num_generations: int = 4  # K completions per prompt (papers: 6)
-    inner_updates: int = 1  # mu: optimizer steps per rollout batch
-
-    def __post_init__(self) -> None:
-        super().__post_init__()
-        check(
-            not self.model.load_in_4bit or self.finetune == "lora",
-            "model.load_in_4bit",
-            "a 4-bit base cannot be trained directly; set finetune: lora (an adapter on the frozen base)",
-        )
-        check(self.steps > 0, "steps", f"must be positive, got {self.steps}")
-        check(self.num_generations >= 2, "num_generations", f"must be >= 2 (a group), got {self.num_generations}")
-        check(self.inner_updates > 0, "inner_updates", f"must be positive, got {self.inner_updates}")
-        per_step = self.micro_batch * self.grad_accum
-        check(
-            per_step % self.num_generations == 0,
-            "num_generations",
-            f"must divide micro_batch x grad_accum = {per_step} (each optimizer step covers whole groups), "
-            f"got {self.num_generations}",
-        )
-        check(
-            self.prompt_pool >= self.prompts_per_step,
-            "prompt_pool",
-            f"must be >= the prompts per step micro_batch x grad_accum / num_generations = {self.prompts_per_step}, "
-            f"got {self.prompt_pool}",
-        )
-
-    @property
-    def prompts_per_step(self) -> int:
-        """Prompts per rollout batch and process: the batch of one optimizer step, in groups of K."""
-        return self.micro_batch * self.grad_accum // self.num_generations
-
-    @property
-    def planned_rollouts(self) -> int:
-        """Rollouts (reward evaluations) per process over the run: one batch of K per prompt each step."""
-        return self.steps * self.prompts_per_step * self.num_generations
-
-    @property
-    def total_updates(self) -> int:
-        return self.steps * self.inner_updates
-
-
-@dataclass
-class DiffuGRPOConfig(PolicyGradientConfig):
-    """diffu-GRPO (d1). Published: K = 6, mu = 12, clip 0.5, beta 0.04, p_mask 0.15, lr 3e-6, grad clip 0.2."""
-
-    method: Literal["diffu_grpo"] = "diffu_grpo"
-    output_dir: str = "runs/diffu_grpo"
-    clip_eps: float = 0.5
-    beta: float = 0.04  # weight of the KL to the reference policy (0: no reference model)
-    p_mask: float = 0.15  # probability of masking each prompt token in the one-step estimate
-    ref_sync_every: int = 0  # copy the policy into the reference every this many steps (0 = never)
-
-    def __post_init__(self) -> None:
-        super().__post_init__()
-        check(0 < self.clip_eps < 1, "clip_eps", f"must be in (0, 1), got {self.clip_eps}")
-        check(0 <= self.p_mask < 1, "p_mask", f"must be in [0, 1), got {self.p_mask}")
-        _check_reference_penalty(self.beta, self.ref_sync_every)
-
-
-def _check_reference_penalty(beta: float, ref_sync_every: int) -> None:
-    """The settings of a penalty of weight ``beta`` towards a reference policy synced every ``ref_sync_every``
-    steps."""
-    check(beta >= 0, "beta", f"must be >= 0 (0 = no KL term), got {beta}")
-    check(ref_sync_every >= 0, "ref_sync_every", f"must be >= 0 (0 = never), got {ref_sync_every}")
-    check(
-        beta > 0 or not ref_sync_every,
-        "ref_sync_every",
-        "needs beta > 0 (with beta = 0 there is no reference policy to sync)",
-    )
-
-
-@dataclass
-class WD1Config(PolicyGradientConfig):
-    """wd1. Published: K = 6, p_mask 0.15, lr 3e-6."""
-
-    method: Literal["wd1"] = "wd1"
-    output_dir: str = "runs/wd1"
-    psi: float = 1.0  # inverse temperature of the group softmax weights
-    p_mask: float = 0.15
-
-    def __post_init__(self) -> None:
-        super().__post_init__()
-        check(self.psi > 0, "psi", f"must be positive, got {self.psi}")
-        check(0 <= self.p_mask < 1, "p_mask", f"must be in [0, 1), got {self.p_mask}")
-
-
-@dataclass
-class SPGConfig(PolicyGradientConfig):
-    """SPG. Published: K = 6, mu = 4, 2 masked states per sequence, beta 1.0-2.0, mixture weight 0.5."""
-
-    method: Literal["spg"] = "spg"
-    output_dir: str = "runs/spg"
-    mc_samples: int = 2  # SAR-aligned masked states per sequence and update
-    eubo_beta: float = 1.5  # beta of the evidence upper bound
-    eubo_weight: float = 0.5  # negative samples: w * EUBO + (1 - w) * ELBO (1: SPG w/ EUBO, 0.5: SPG w/ mixture)
-
-    def __post_init__(self) -> None:
-        super().__post_init__()
-        check(self.mc_samples > 0, "mc_samples", f"must be positive, got {self.mc_samples}")
-        check(self.eubo_beta >= 1, "eubo_beta", f"must be >= 1, got {self.eubo_beta}")
-        check(0 <= self.eubo_weight <= 1, "eubo_weight", f"must be in [0, 1], got {self.eubo_weight}")
-
-
-@dataclass
-class DMPOConfig(PolicyGradientConfig):
-    """DMPO. Its public code (LLaDA-8B): K = 16, mu = 8, alpha 0.04, negative weight baseline of strength 1, 4 masked
-    states per sequence for the loss and 4 for the reference ratio, lr 1e-6, grad clip 0.2."""
-
-    method: Literal["dmpo"] = "dmpo"
-    output_dir: str = "runs/dmpo"
-    alpha: float = 0.04  # temperature of the target p_ref exp(r / alpha)
-    baseline: WeightBaseline = "negative"  # weight baseline subtracted from the importance weights
-    baseline_strength: float = 1.0  # lambda: the baseline's factor
-    mc_samples: int = 4  # masked states per sequence and update
-    ratio_samples: int = 4  # masked states per rollout for the ELBO estimate of log p_ref / p_theta (0: no reference)
-    masking: Masking = "uniform"  # uniform: anywhere in the response, as in its public code; sar: as DTM
-
-    def __post_init__(self) -> None:
-        super().__post_init__()
-        check(self.alpha > 0, "alpha", f"must be positive, got {self.alpha}")
-        check(self.baseline_strength >= 0, "baseline_strength", f"must be >= 0, got {self.baseline_strength}")
-        check(self.mc_samples > 0, "mc_samples", f"must be positive, got {self.mc_samples}")
-        check(self.ratio_samples >= 0, "ratio_samples", f"must be >= 0 (0 = no reference), got {self.ratio_samples}")
-
-
-@dataclass
-class GDSDConfig(PolicyGradientConfig):
-    """GDSD. Its public code (LLaDA-8B): K = 6, mu = 8, psi 1.0, beta 0.001, one masked state per sequence and
-    update, lr 3e-6, grad clip 0.2."""
-
-    method: Literal["gdsd"] = "gdsd"
-    output_dir: str = "runs/gdsd"
-    psi: float = 1.0  # scale of the advantage that each token's log-ratio is matched to
-    beta: float = 0.001  # weight of the k2 penalty to the reference policy (0: no reference model)
-    ref_sync_every: int = 0  # copy the policy into the reference every this many steps (0 = never)
-    masking: Masking = "uniform"  # uniform: anywhere in the response, as in its public code; sar: as DTM
-
-    def __post_init__(self) -> None:
-        super().__post_init__()
-        check(self.psi > 0, "psi", f"must be positive, got {self.psi}")
-        _check_reference_penalty(self.beta, self.ref_sync_every)
 
 
 @dataclass
@@ -266,21 +114,10 @@ class PolicyGradientTrainer(Trainer):
     normalize_advantages = False
     summed_metrics = ("reward_errors", "reward_timeouts", "rollouts")
 
-    def __init__(
-        self,
-        cfg: PolicyGradientConfig,
-        *,
-        model: DiffusionLM | None = None,
-        task: TokenTask | None = None,
-        reward_fns: list[RewardFn] | None = None,
-        resume: bool = False,
-        overwrite: bool = False,
-        progress: bool = True,
-    ) -> None:
-        super().__init__(
-            cfg, model=model, task=task, reward_fns=reward_fns, resume=resume, overwrite=overwrite, progress=progress
-        )
-        self.cfg: PolicyGradientConfig = cfg
+    cfg: PolicyGradientConfig
+
+    def _build_state(self) -> None:
+        cfg = self.cfg
         self.reference: CopyTeacher | LoraTeacher | None = None
         if self.needs_reference:
             self.reference = frozen_teacher(self.raw_student, lora=self.uses_lora)
@@ -288,11 +125,6 @@ class PolicyGradientTrainer(Trainer):
         seed = cfg.seed + self.accelerator.process_index
         self.buffer = ReplayBuffer(pool, cfg.prompts_per_step, cfg.num_generations, cfg.sampling.gen_length, seed)
         self.state = PolicyGradientState()
-        self._start()
-
-    @property
-    def uses_lora(self) -> bool:
-        return self.cfg.finetune == "lora"
 
     @property
     def needs_reference(self) -> bool:
@@ -305,7 +137,7 @@ class PolicyGradientTrainer(Trainer):
 
     def _checkpoints_kept(self) -> int:
         every = self.cfg.save_every
-        return self.cfg.keep_checkpoints or (self.cfg.steps // every if every else 0) + 1
+        return self.cfg.keep_checkpoints or (self.cfg.rollout_batches // every if every else 0) + 1
 
     # ---------------------------------------------------------------- method hooks
 
@@ -316,9 +148,9 @@ class PolicyGradientTrainer(Trainer):
     def _prepare(self, batch: RolloutBatch) -> None:
         """Fill the method's per-row data of a fresh rollout batch (no gradient)."""
 
+    @abstractmethod
     def _micro_loss(self, batch: RolloutBatch, rows: slice, update: int) -> tuple[torch.Tensor, dict[str, float]]:
         """Loss of rows ``rows`` of the batch in inner update ``update``, averaged over the rows; and diagnostics."""
-        raise NotImplementedError
 
     # ---------------------------------------------------------------- one step
 
@@ -371,10 +203,8 @@ class PolicyGradientTrainer(Trainer):
         """Per-token log-probabilities ``[n, G]`` of the rows' responses from one forward pass on their mean-field
         input ``x`` (prompt partly masked, response fully masked)."""
         responses = batch.responses[rows]
-        prompt_length = batch.prompt_ids.shape[1]
-        select = torch.zeros_like(x, dtype=torch.bool)
-        select[:, prompt_length:] = True
-        attention = torch.cat([batch.prompt_mask[rows], torch.ones_like(responses)], dim=1)
+        all_positions = torch.ones_like(responses, dtype=torch.bool)
+        _, select, attention = model_inputs(batch.prompt_ids[rows], batch.prompt_mask[rows], responses, all_positions)
         with self.accelerator.autocast():
             logits = model(x, attention_mask=attention, select=select)
         return token_log_probs(logits, responses)
@@ -406,9 +236,7 @@ class PolicyGradientTrainer(Trainer):
         """log pi(o^k | z) ``[B, G]`` of the clean tokens at each state's loss positions (0 elsewhere), from one
         forward pass with logits only there."""
         loss_mask = states.state.loss_mask
-        x = torch.cat([states.prompt_ids, states.state.noisy], dim=1)
-        select = torch.cat([torch.zeros_like(states.prompt_ids, dtype=torch.bool), loss_mask], dim=1)
-        attention = torch.cat([states.prompt_mask, torch.ones_like(states.responses)], dim=1)
+        x, select, attention = model_inputs(states.prompt_ids, states.prompt_mask, states.state.noisy, loss_mask)
         with self.accelerator.autocast():
             logits = model(x, attention_mask=attention, select=select)
         selected = token_log_probs(logits, states.responses[loss_mask])
@@ -429,55 +257,38 @@ class PolicyGradientTrainer(Trainer):
 
     # ---------------------------------------------------------------- loop
 
-    def train(self) -> DiffusionLM:
-        """Run ``steps`` rollout batches; return the trained model."""
+    @property
+    def total_steps(self) -> int:
+        return self.cfg.rollout_batches
+
+    def _step(self) -> dict[str, Any]:
+        """One rollout batch: fresh rollouts of the current policy, then ``inner_updates`` optimizer steps on it."""
         cfg = self.cfg
-        if self.state.step == 0 and cfg.eval_prompts:
-            self._log_eval("base")
-        bar = tqdm(
-            total=cfg.steps,
-            initial=self.state.step,
-            desc=cfg.method,
-            disable=not self.progress or not self.accelerator.is_main_process,
-        )
-        while self.state.step < cfg.steps:
-            start = time.perf_counter()
-            batch = self._rollout_batch()
-            updates = []
-            for k in range(cfg.inner_updates):
-                self._check_nonfinite()
-                lr = lr_at(
-                    self.state.step * cfg.inner_updates + k,
-                    cfg.total_updates,
-                    cfg.lr,
-                    cfg.lr_min,
-                    cfg.warmup,
-                    cfg.decay,
-                )
-                set_lr(self.optimizer, lr)
-                updates.append(self._update(batch, k))
-            self.state.step += 1
-            self._after_step()
-            self.state.wall_time += time.perf_counter() - start
-            record = {"step": self.state.step, "lr": lr}
-            record.update({key: sum(u[key] for u in updates) / len(updates) for key in updates[0]})
-            groups = batch.rewards.view(-1, cfg.num_generations)
-            zero_std = (groups == groups[:, :1]).all(dim=1).float().mean().item()
-            record.update(self.buffer.stats(), zero_std_groups=zero_std, skipped_steps=self.state.skipped_steps)
-            record.update(
-                reward_errors=self.state.reward_errors,
-                reward_timeouts=self.state.reward_timeouts,
-                rollouts=self.state.rollouts,
+        start = time.perf_counter()
+        batch = self._rollout_batch()
+        updates = []
+        for k in range(cfg.inner_updates):
+            self._check_nonfinite()
+            lr = lr_at(
+                self.state.step * cfg.inner_updates + k,
+                cfg.total_updates,
+                cfg.lr,
+                cfg.lr_min,
+                cfg.lr_warmup,
+                cfg.lr_decay,
             )
-            record.update(batch.stats, wall_time=self.state.wall_time)
-            self._log(self._reduce(record))
-            self._periodic_eval(cfg.steps)
-            bar.update(1)
-            bar.set_postfix(loss=f"{record['loss']:.3f}", reward=f"{record['reward_mean']:.3f}")
-            if self.state.step == cfg.steps or (cfg.save_every and self.state.step % cfg.save_every == 0):
-                self.save_checkpoint()
-        bar.close()
-        return self._finish()
+            set_lr(self.optimizer, lr)
+            updates.append(self._update(batch, k))
+        self.state.step += 1
+        self._after_step()
+        self.state.wall_time += time.perf_counter() - start
+        record = {"step": self.state.step, "lr": lr}
+        record.update({key: sum(u[key] for u in updates) / len(updates) for key in updates[0]})
+        groups = batch.rewards.view(-1, cfg.num_generations)
+        zero_std = (groups == groups[:, :1]).all(dim=1).float().mean().item()
+        record.update(self.buffer.stats(), zero_std_groups=zero_std, skipped_steps=self.state.skipped_steps)
+        record.update(batch.stats, wall_time=self.state.wall_time)
+        return record
 
     def _after_step(self) -> None:
         """What happens after a step's updates (d1: reference sync)."""
@@ -674,13 +485,6 @@ class GDSDTrainer(PolicyGradientTrainer):
         self._sync_reference(self.cfg.ref_sync_every)
 
 
-CONFIGS: dict[str, type[PolicyGradientConfig]] = {
-    "diffu_grpo": DiffuGRPOConfig,
-    "wd1": WD1Config,
-    "spg": SPGConfig,
-    "dmpo": DMPOConfig,
-    "gdsd": GDSDConfig,
-}
 TRAINERS: dict[str, type[PolicyGradientTrainer]] = {
     "diffu_grpo": DiffuGRPOTrainer,
     "wd1": WD1Trainer,

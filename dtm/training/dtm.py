@@ -8,19 +8,16 @@ restarts and the buffer is rebuilt with the new teacher.
 
 from __future__ import annotations
 
-import math
 import time
-from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any
 
 import torch
 from safetensors.torch import load_file
-from tqdm.auto import tqdm
 from transformers import Cache
 
-from dtm.config import check
+from dtm.config.dtm import DTMConfig
 from dtm.diffusion.losses import (
     ControlVariate,
     cdtm_loss,
@@ -29,108 +26,21 @@ from dtm.diffusion.losses import (
     position_weights,
     tilt_shift,
 )
-from dtm.diffusion.masking import MaskedState, Masking, masked_states
+from dtm.diffusion.masking import MaskedState, masked_states, model_inputs
 from dtm.models.base import DiffusionLM
-from dtm.tasks.base import TokenTask
 from dtm.training.buffer import ReplayBuffer
-from dtm.training.common import RUN_STATE_BYTES, LoraSection, RunConfig, RunState, Trainer, evaluate
-from dtm.training.rewards import RewardFn
 from dtm.training.schedule import lr_at, set_lr
 from dtm.training.teacher import CopyTeacher, LoraTeacher, frozen_teacher, load_trainable_state, trainable_state
+from dtm.training.trainer import RUN_STATE_BYTES, RunState, Trainer, evaluate
 
 __all__ = [
     "RUN_STATE_BYTES",
     "DTMConfig",
     "DTMTrainer",
-    "LoraSection",
     "MicroBatch",
-    "StepCallback",
     "TrainState",
     "evaluate",
 ]
-
-
-@dataclass
-class DTMConfig(RunConfig):
-    """Every setting of a DTM run; the shared ones are in :class:`RunConfig`. Defaults are a CPU-sized
-    run on the ``increment`` toy task."""
-
-    method: Literal["dtm"] = "dtm"
-    # Tilt annealing.
-    h: float = 2.0
-    a_end: float = 6.0
-    steps_per_h: int = 40
-    control_variate: float = 1.0
-    adaptive_c: bool = False
-    c_ema: float = 0.9
-    # Per-prompt estimates of Z = E[exp(h r) | prompt] from the buffer's other completions of the same prompt
-    # (leave-one-out, so the minimiser is unchanged): `prompt_baseline` uses it as the control variate c of each
-    # rollout (instead of control_variate); `tilt_normalization: prompt` divides each rollout's exp(h r) and c by it.
-    prompt_baseline: bool = False
-    tilt_normalization: Literal["none", "prompt"] = "none"
-    masking: Masking = "sar"
-    # Teacher / student.
-    teacher: Literal["copy", "lora"] = "copy"
-    ema: float = 0.0
-    # Replay buffer and rollouts.
-    buffer_prompts: int = 64
-    buffer_completions: int = 4
-    refresh_every: int = 10
-    refresh_prompts: int = 16
-
-    def __post_init__(self) -> None:
-        super().__post_init__()
-        check(
-            not self.model.load_in_4bit or self.teacher == "lora",
-            "model.load_in_4bit",
-            "a 4-bit base cannot be trained directly; set teacher: lora (student and teacher adapters on the base)",
-        )
-        check(self.h > 0, "h", f"must be > 0, got {self.h}")
-        check(self.a_end >= self.h, "a_end", f"must be >= h={self.h}, got {self.a_end}")
-        check(self.steps_per_h > 0, "steps_per_h", f"must be positive, got {self.steps_per_h}")
-        check(-10 <= self.control_variate <= 10, "control_variate", f"must be in [-10, 10], got {self.control_variate}")
-        check(0 <= self.c_ema < 1, "c_ema", f"must be in [0, 1), got {self.c_ema}")
-        check(0 <= self.ema < 1, "ema", f"must be in [0, 1) (0 = off), got {self.ema}")
-        per_prompt = self.prompt_baseline or self.tilt_normalization == "prompt"
-        check(
-            not per_prompt or self.buffer_completions >= 2,
-            "buffer_completions",
-            "prompt_baseline and tilt_normalization=prompt need at least 2 completions per prompt",
-        )
-        check(
-            not (self.prompt_baseline and self.adaptive_c),
-            "prompt_baseline",
-            "chooses c per prompt; it cannot be combined with adaptive_c",
-        )
-        check(self.buffer_prompts > 0, "buffer_prompts", f"must be positive, got {self.buffer_prompts}")
-        check(self.buffer_completions > 0, "buffer_completions", f"must be positive, got {self.buffer_completions}")
-        pool_ok = self.prompt_pool >= self.buffer_prompts
-        check(pool_ok, "prompt_pool", f"must be >= buffer_prompts ({self.buffer_prompts}), got {self.prompt_pool}")
-        check(self.refresh_every >= 0, "refresh_every", f"must be >= 0 (0 = never), got {self.refresh_every}")
-        check(
-            0 <= self.refresh_prompts <= self.buffer_prompts,
-            "refresh_prompts",
-            f"must be in [0, buffer_prompts={self.buffer_prompts}], got {self.refresh_prompts}",
-        )
-
-    @property
-    def num_phases(self) -> int:
-        return math.ceil(self.a_end / self.h - 1e-9)
-
-    @property
-    def total_steps(self) -> int:
-        return self.num_phases * self.steps_per_h
-
-    @property
-    def planned_rollouts(self) -> int:
-        """Rollouts (reward evaluations) per process over the run: a full buffer per phase, plus its refreshes."""
-        refreshes = (self.steps_per_h - 1) // self.refresh_every if self.refresh_every and self.refresh_prompts else 0
-        return self.num_phases * self.buffer_completions * (self.buffer_prompts + refreshes * self.refresh_prompts)
-
-    def phase_tilt(self, phase: int) -> tuple[float, float]:
-        """(a, h) of a phase: a = phase * h; the last phase's h is shortened so that a + h = a_end."""
-        a = phase * self.h
-        return a, min(self.h, self.a_end - a)
 
 
 @dataclass
@@ -154,31 +64,17 @@ class TrainState(RunState):
     c: float = 1.0
 
 
-StepCallback = Callable[[str, "DTMTrainer", dict[str, Any]], None]
-
-
 class DTMTrainer(Trainer):
     """Runs DTM on a task. ``reward_fns`` (summed) default to the task's own reward."""
 
     nonfinite_hint = "try a lower lr or h, or mixed_precision=no"
     rank_constant_metrics = ("a", "h", "lr", "c")
 
-    def __init__(
-        self,
-        cfg: DTMConfig,
-        *,
-        model: DiffusionLM | None = None,
-        task: TokenTask | None = None,
-        reward_fns: list[RewardFn] | None = None,
-        resume: bool = False,
-        overwrite: bool = False,
-        progress: bool = True,
-    ) -> None:
-        super().__init__(
-            cfg, model=model, task=task, reward_fns=reward_fns, resume=resume, overwrite=overwrite, progress=progress
-        )
-        self.cfg: DTMConfig = cfg
-        self.teacher = frozen_teacher(self.raw_student, lora=cfg.teacher == "lora")
+    cfg: DTMConfig
+
+    def _build_state(self) -> None:
+        cfg = self.cfg
+        self.teacher = frozen_teacher(self.raw_student, lora=self.uses_lora)
         self.ema_state = trainable_state(self.raw_student) if cfg.ema > 0 else None
         pool = self._prompt_pool(cfg.buffer_prompts, "buffer_prompts")
         rank = self.accelerator.process_index
@@ -187,11 +83,6 @@ class DTMTrainer(Trainer):
         )
         self.control = ControlVariate(cfg.control_variate, cfg.adaptive_c, cfg.c_ema)
         self.state = TrainState(c=cfg.control_variate)
-        self._start()
-
-    @property
-    def uses_lora(self) -> bool:
-        return self.cfg.teacher == "lora"
 
     def _checkpoint_copies(self) -> int:
         """Student, teacher, two AdamW moments, and the EMA when on."""
@@ -237,9 +128,7 @@ class DTMTrainer(Trainer):
         """Loss of one micro-batch; returns (loss, c* estimate, tokens)."""
         cfg = self.cfg
         state = batch.state
-        x = torch.cat([batch.prompt_ids, state.noisy], dim=1)
-        select = torch.cat([torch.zeros_like(batch.prompt_ids, dtype=torch.bool), state.loss_mask], dim=1)
-        attention = torch.cat([batch.prompt_mask, torch.ones_like(batch.responses)], dim=1)
+        x, select, attention = model_inputs(batch.prompt_ids, batch.prompt_mask, state.noisy, state.loss_mask)
         targets = batch.responses[state.loss_mask]
         per_position = batch.log_tilt[:, None].expand_as(state.loss_mask)
         log_tilt = per_position[state.loss_mask]
@@ -306,65 +195,44 @@ class DTMTrainer(Trainer):
 
     # ---------------------------------------------------------------- loop
 
-    def train(self, callback: StepCallback | None = None) -> DiffusionLM:
-        """Run until a = a_end; return the trained student.
+    @property
+    def total_steps(self) -> int:
+        return self.cfg.total_steps
 
-        ``callback(event, trainer, record)``, for studies that watch a run: ``"phase_start"`` once the phase's buffer
-        is built (the teacher is the phase's pi_a; ``record`` holds step, phase, a and h), and ``"step"`` after every
-        optimizer step with its metrics record (after a phase's last step the teacher already holds the student).
-        """
+    def _step(self) -> dict[str, Any]:
+        """One optimizer step of the current phase. At a phase's first step the buffer is rebuilt from the teacher
+        (then the ``train`` callback hears ``"phase_start"``, with step, phase, a and h: the teacher is the phase's
+        pi_a), at every ``refresh_every``-th a part of it is refreshed; after its last step the phase ends: the
+        teacher becomes the student (or its EMA) and the optimizer moments are cleared."""
         cfg = self.cfg
-        if self.state.step == 0 and cfg.eval_prompts:
-            self._log_eval("base")
-        bar = tqdm(
-            total=cfg.total_steps,
-            initial=self.state.step,
-            desc="dtm",
-            disable=not self.progress or not self.accelerator.is_main_process,
-        )
-        while self.state.step < cfg.total_steps:
-            self._check_nonfinite()
-            step = self.state.step
-            phase, in_phase = divmod(step, cfg.steps_per_h)
-            a, h = cfg.phase_tilt(phase)
-            if in_phase == 0:
-                self.buffer.rebuild(self._rollout)
-                if callback is not None:
-                    with self.uncounted():
-                        callback("phase_start", self, {"step": step, "phase": phase, "a": a, "h": h})
-            elif cfg.refresh_every and cfg.refresh_prompts and in_phase % cfg.refresh_every == 0:
-                self.buffer.refresh(cfg.refresh_prompts, self._rollout)
-            lr = lr_at(in_phase, cfg.steps_per_h, cfg.lr, cfg.lr_min, cfg.warmup, cfg.decay)
-            set_lr(self.optimizer, lr)
-            start = time.perf_counter()
-            metrics = self._optimizer_step(h)
-            tokens_per_s = metrics.pop("tokens") / max(time.perf_counter() - start, 1e-9)
-            self.state.step += 1
-            phase_done = self.state.step % cfg.steps_per_h == 0
-            if phase_done:
-                self._end_phase()
-            record = {"step": self.state.step, "phase": phase, "a": a, "h": h, "lr": lr, **metrics}
-            record.update(self.buffer.stats(), tokens_per_s=tokens_per_s)
-            record.update(
-                reward_errors=self.state.reward_errors,
-                reward_timeouts=self.state.reward_timeouts,
-                rollouts=self.state.rollouts,
-            )
-            self._log(self._reduce(record))
-            if callback is not None:
-                with self.uncounted():
-                    callback("step", self, record)
-            self._periodic_eval(cfg.total_steps)
-            bar.update(1)
-            bar.set_postfix(
-                a=f"{a + h if phase_done else a:.2f}",
-                loss=f"{metrics['loss']:.3f}",
-                reward=f"{record['reward_mean']:.3f}",
-            )
-            if phase_done or (cfg.save_every and self.state.step % cfg.save_every == 0):
-                self.save_checkpoint()
-        bar.close()
-        return self._finish()
+        self._check_nonfinite()
+        step = self.state.step
+        phase, in_phase = divmod(step, cfg.steps_per_h)
+        a, h = cfg.phase_tilt(phase)
+        if in_phase == 0:
+            self.buffer.rebuild(self._rollout)
+            self._notify("phase_start", {"step": step, "phase": phase, "a": a, "h": h})
+        elif cfg.refresh_every and cfg.refresh_prompts and in_phase % cfg.refresh_every == 0:
+            self.buffer.refresh(cfg.refresh_prompts, self._rollout)
+        lr = lr_at(in_phase, cfg.steps_per_h, cfg.lr, cfg.lr_min, cfg.lr_warmup, cfg.lr_decay)
+        set_lr(self.optimizer, lr)
+        start = time.perf_counter()
+        metrics = self._optimizer_step(h)
+        tokens_per_s = metrics.pop("tokens") / max(time.perf_counter() - start, 1e-9)
+        self.state.step += 1
+        if self._checkpoint_due():
+            self._end_phase()
+        record = {"step": self.state.step, "phase": phase, "a": a, "h": h, "lr": lr, **metrics}
+        record.update(self.buffer.stats(), tokens_per_s=tokens_per_s)
+        return record
+
+    def _checkpoint_due(self) -> bool:
+        """A phase has just ended."""
+        return self.state.step % self.cfg.steps_per_h == 0
+
+    def _postfix(self, record: dict[str, Any]) -> dict[str, str]:
+        a = record["a"] + record["h"] if self._checkpoint_due() else record["a"]
+        return {"a": f"{a:.2f}"} | super()._postfix(record)
 
     # ---------------------------------------------------------------- checkpoints
 

@@ -10,14 +10,29 @@ from pathlib import Path
 from typing import Any
 
 
+def check_run_dir(path: str | Path, *, resume: bool = False, overwrite: bool = False, resumable: bool = True) -> None:
+    """Refuse a non-empty ``path`` unless the run resumes (kept) or overwrites it; changes nothing on disk, so a
+    command checks its output folder this way before any model is loaded."""
+    path = Path(path)
+    if path.is_file():
+        raise FileExistsError(f"output folder {path} is a file")
+    if path.exists() and any(path.iterdir()) and not (resume or overwrite):
+        hint = "pass --resume to continue or --overwrite to replace" if resumable else "pass --overwrite to replace it"
+        raise FileExistsError(f"output folder {path} is not empty; {hint}")
+
+
 def prepare_run_dir(
-    path: str | Path, *, resume: bool = False, overwrite: bool = False, min_free_bytes: int = 0
+    path: str | Path,
+    *,
+    resume: bool = False,
+    overwrite: bool = False,
+    min_free_bytes: int = 0,
+    resumable: bool = True,
 ) -> Path:
     """Create ``path`` and check it is writable and has ``min_free_bytes`` of free space; a non-empty folder needs
     ``resume`` (kept) or ``overwrite``. Every problem is found here, before any training starts."""
     path = Path(path)
-    if path.exists() and any(path.iterdir()) and not (resume or overwrite):
-        raise FileExistsError(f"output folder {path} is not empty; pass --resume to continue or --overwrite to replace")
+    check_run_dir(path, resume=resume, overwrite=overwrite, resumable=resumable)
     try:
         if overwrite and not resume and path.exists():
             shutil.rmtree(path)

@@ -49,9 +49,17 @@ def load_config(cls: type[T], path: str | Path | Mapping[str, Any] | None = None
         if not isinstance(loaded, dict):
             raise ConfigError(f"{path}: top level must be a mapping of keys, got {type(loaded).__name__}")
         data = loaded
+    overridden = {}
     for override in overrides:
-        _apply_override(cls, data, override)
-    return from_dict(cls, data, source=None if path is None else str(path))
+        overridden[_apply_override(cls, data, override)] = override
+    try:
+        return from_dict(cls, data)
+    except ConfigError as e:
+        key = str(e).split(":", 1)[0]
+        culprit = next((o for k, o in overridden.items() if key == k or key.startswith(f"{k}.")), None)
+        if culprit is not None:
+            raise ConfigError(f"override {culprit!r}: {e}") from None
+        raise _error(None if path is None else str(path), str(e)) from None
 
 
 def from_dict(cls: type[T], data: Mapping[str, Any], *, source: str | None = None, prefix: str = "") -> T:
@@ -63,7 +71,7 @@ def from_dict(cls: type[T], data: Mapping[str, Any], *, source: str | None = Non
     types = _field_types(cls)
     for name in data:
         if name not in types:
-            raise _unknown_key(str(name), types, prefix, source)
+            raise _unknown_key(cls, str(name), types, prefix, source)
     kwargs = {}
     for field in dataclasses.fields(cls):
         key = prefix + field.name
@@ -109,14 +117,21 @@ def _field_types(cls: type) -> dict[str, Any]:
     return {f.name: hints[f.name] for f in dataclasses.fields(cls) if f.init}
 
 
-def _unknown_key(name: str, valid: Iterable[str], prefix: str, source: str | None) -> ConfigError:
+def _unknown_key(cls: type, name: str, valid: Iterable[str], prefix: str, source: str | None) -> ConfigError:
+    """An unknown key's error: the key it was renamed to (a class's ``renamed_keys``), else the closest valid key."""
+    renamed = getattr(cls, "renamed_keys", {})
+    if name in renamed:
+        return _error(source, f"{prefix}{name}: renamed to {prefix}{renamed[name]}")
     valid = sorted(valid)
     close = difflib.get_close_matches(name, valid, n=1)
     hint = f"did you mean {close[0]!r}?" if close else f"valid keys: {', '.join(valid)}"
     return _error(source, f"{prefix}{name}: unknown key; {hint}")
 
 
-def _type_name(tp: Any) -> str:
+def type_name(tp: Any) -> str:
+    """A readable name of annotation ``tp``: ``int``, ``list[int]``, ``str | None``, ``'sar' | 'uniform'``."""
+    if get_origin(tp) is Literal:
+        return " | ".join(repr(a) for a in get_args(tp))
     return tp.__name__ if isinstance(tp, type) else str(tp).replace("typing.", "")
 
 
@@ -171,12 +186,13 @@ def _coerce(value: Any, tp: Any, key: str, source: str | None) -> Any:
             pass
     elif isinstance(value, tp) and (tp is bool or not isinstance(value, bool)):
         return value
-    raise _error(source, f"{key}: expected {_type_name(tp)}, got {type(value).__name__} {value!r}")
+    raise _error(source, f"{key}: expected {type_name(tp)}, got {type(value).__name__} {value!r}")
 
 
-def _apply_override(cls: type, data: dict[str, Any], override: str) -> None:
+def _apply_override(cls: type, data: dict[str, Any], override: str) -> str:
     """Set ``data[section][key] = yaml(value)`` for ``override = "section.key=value"``, checking the key (keys inside a
-    free-form mapping such as ``task_options`` are not checked here; they may nest: ``method_options.dtm.h=2``)."""
+    free-form mapping such as ``task_options`` are not checked here; they may nest: ``method_options.dtm.h=2``).
+    Returns the dotted key."""
     key, sep, raw = override.partition("=")
     key = key.strip()
     where = f"override {override!r}"
@@ -191,7 +207,7 @@ def _apply_override(cls: type, data: dict[str, Any], override: str) -> None:
     for depth, part in enumerate(parents):
         types = _field_types(section)
         if part not in types:
-            raise _unknown_key(part, types, prefix, where)
+            raise _unknown_key(section, part, types, prefix, where)
         if get_origin(types[part]) is dict:  # free-form mappings: task_options.style=x, shared.sampling.steps=8
             for name in parents[depth:]:
                 options = node.setdefault(name, {})
@@ -199,8 +215,8 @@ def _apply_override(cls: type, data: dict[str, Any], override: str) -> None:
                     raise ConfigError(f"{where}: {prefix}{name} is set to {options!r}, not a mapping")
                 node, prefix = options, f"{prefix}{name}."
             node[leaf] = value
-            return
-        section = _section_type(types[part])
+            return key
+        section = section_type(types[part])
         if section is None:
             raise ConfigError(f"{where}: {prefix}{part} is not a section, cannot set {key}")
         child = node.get(part)
@@ -211,12 +227,13 @@ def _apply_override(cls: type, data: dict[str, Any], override: str) -> None:
         node, prefix = child, f"{prefix}{part}."
     types = _field_types(section)
     if leaf not in types:
-        raise _unknown_key(leaf, types, prefix, where)
+        raise _unknown_key(section, leaf, types, prefix, where)
     _coerce(value, types[leaf], key, where)  # validate now so errors name the override, not the file
     node[leaf] = value
+    return key
 
 
-def _section_type(tp: Any) -> type | None:
+def section_type(tp: Any) -> type | None:
     """The dataclass behind annotation ``tp`` (``Section`` or ``Section | None``), else None."""
     options = [a for a in get_args(tp) if a is not NoneType] if get_origin(tp) in (Union, UnionType) else [tp]
     if len(options) == 1 and dataclasses.is_dataclass(options[0]):

@@ -1,7 +1,6 @@
-"""What every reward fine-tuning trainer shares (DTM and the RL baselines): run settings, and the plumbing around the
-method's own loop.
+"""The trainer base class: the plumbing every reward fine-tuning method (DTM and the baselines) shares around its own
+loop. Its settings are :class:`dtm.config.run.RunConfig`.
 
-``RunConfig`` holds the settings that do not depend on the method (model, task, sampler, optimiser, run folder).
 ``Trainer`` loads the model and task, builds the accelerator, the optimiser and the (optionally LoRA) trained model,
 rolls out and scores prompts, applies gradients with clipping and non-finite-step skipping, writes atomic checkpoints
 and resumes from them exactly, logs JSONL metrics, evaluates and saves the final model. A method subclasses it and
@@ -15,108 +14,39 @@ import json
 import math
 import re
 import time
-from collections.abc import Iterator
+from abc import ABC, abstractmethod
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any
 
 import torch
 from accelerate.utils import DistributedType, gather_object, set_seed
 from peft import LoraConfig, prepare_model_for_kbit_training
 from safetensors.torch import load_file, save_file
+from tqdm.auto import tqdm
 
 from dtm.config import check, save_config
+from dtm.config.run import RunConfig
+from dtm.config.sampling import SamplingConfig
+from dtm.heldout import heldout_metrics
 from dtm.models import save_model
 from dtm.models.base import DiffusionLM
-from dtm.models.loading import LoadOptions, load_tokenizer
-from dtm.sampling import SamplingConfig, rollout
-from dtm.tasks import build_task, task_names
+from dtm.models.loading import load_tokenizer, model_mask_token_id
+from dtm.rollouts import rollout
+from dtm.tasks import build_task
 from dtm.tasks.base import PromptBatch, TokenTask
 from dtm.training import checkpoint as ckpt
 from dtm.training.accel import make_accelerator
+from dtm.training.buffer import ReplayBuffer
 from dtm.training.logging import MetricsLog, prepare_run_dir
 from dtm.training.rewards import RewardFn, RewardScorer
 from dtm.training.teacher import add_lora_adapters, load_trainable_state, trainable_state
 
 RUN_STATE_BYTES = 1_000_000
-
-
-@dataclass
-class LoraSection:
-    r: int = 8
-    alpha: int = 16
-    dropout: float = 0.0
-    # Module names (matched as suffixes) or one regular expression matched against full module names.
-    target_modules: list[str] | str = field(
-        default_factory=lambda: ["q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj"]
-    )
-
-
-@dataclass
-class RunConfig:
-    """Settings shared by every trainer; a method's config subclasses it. ``method`` names the trainer."""
-
-    method: str = ""
-    base_model: str = "runs/pretrain/model"
-    model: LoadOptions = field(default_factory=LoadOptions)
-    task: str = "increment"
-    task_options: dict[str, Any] = field(default_factory=dict)
-    prompt_pool: int = 2000
-    max_prompt_length: int = 0
-    prompt_truncation: Literal["error", "left"] = "error"
-    lora: LoraSection = field(default_factory=LoraSection)
-    sampling: SamplingConfig = field(default_factory=SamplingConfig)
-    # Optimisation.
-    micro_batch: int = 32
-    grad_accum: int = 1
-    lr: float = 1e-3
-    lr_min: float = 1e-4
-    warmup: float = 0.05
-    decay: float = 0.1
-    betas: tuple[float, float] = (0.9, 0.99)
-    eps: float = 1e-8
-    weight_decay: float = 0.1
-    grad_clip: float = 1.0
-    max_nonfinite_steps: int = 10
-    reward_timeout: float = 10.0  # seconds per reward call (a batch, or one completion when retried row by row)
-    # Run.
-    seed: int = 0
-    output_dir: str = "runs/dtm"
-    save_every: int = 0
-    keep_checkpoints: int = 2
-    eval_prompts: int = 256
-    eval_every: int = 0  # also evaluate every this many steps (0: only before and after training)
-    mixed_precision: Literal["no", "bf16", "fp16"] = "no"
-    gradient_checkpointing: bool = False
-    log_with: Literal["none", "tensorboard", "wandb"] = "none"
-
-    def __post_init__(self) -> None:
-        check(self.task in task_names(), "task", f"unknown task {self.task!r}; available: {', '.join(task_names())}")
-        check(
-            self.max_prompt_length >= 0,
-            "max_prompt_length",
-            f"must be >= 0 (0 = no limit), got {self.max_prompt_length}",
-        )
-        check(self.micro_batch > 0, "micro_batch", f"must be positive, got {self.micro_batch}")
-        check(self.grad_accum > 0, "grad_accum", f"must be positive, got {self.grad_accum}")
-        check(self.lr > 0, "lr", f"must be positive, got {self.lr}")
-        check(0 <= self.lr_min <= self.lr, "lr_min", f"must be in [0, lr={self.lr}], got {self.lr_min}")
-        check(self.warmup >= 0, "warmup", f"must be >= 0, got {self.warmup}")
-        check(self.decay >= 0, "decay", f"must be >= 0, got {self.decay}")
-        check(self.warmup + self.decay <= 1, "warmup", "warmup + decay must be a fraction in [0, 1]")
-        check(all(0 <= b < 1 for b in self.betas), "betas", f"must be in [0, 1), got {self.betas}")
-        check(self.grad_clip > 0, "grad_clip", f"must be positive, got {self.grad_clip}")
-        check(self.max_nonfinite_steps > 0, "max_nonfinite_steps", f"must be positive, got {self.max_nonfinite_steps}")
-        check(
-            self.reward_timeout > 0,
-            "reward_timeout",
-            f"must be a positive number of seconds, got {self.reward_timeout}",
-        )
-        check(self.save_every >= 0, "save_every", f"must be >= 0 (0 = no periodic checkpoints), got {self.save_every}")
-        check(self.eval_prompts >= 0, "eval_prompts", f"must be >= 0, got {self.eval_prompts}")
-        check(self.eval_every >= 0, "eval_every", f"must be >= 0 (0 = only before and after), got {self.eval_every}")
-        check(not self.eval_every or self.eval_prompts, "eval_every", "needs eval_prompts > 0")
+# A study's view of a run: callback(event, trainer, record) (see Trainer.train).
+StepCallback = Callable[[str, "Trainer", dict[str, Any]], None]
 
 
 @dataclass
@@ -165,32 +95,42 @@ class TokenCounter:
 def load_model_and_task(
     cfg: RunConfig, model: DiffusionLM | None = None, task: TokenTask | None = None
 ) -> tuple[DiffusionLM, TokenTask]:
-    """The run's base model and task as ``cfg`` names them (``model`` / ``task`` when given instead): the model
-    from ``base_model``, the task built for it (a text task through the folder's tokenizer)."""
-    tokenizer = load_tokenizer(cfg.base_model, cfg.model.trust_remote_code) if task is None else None
-    model = model if model is not None else cfg.model.load(cfg.base_model, tokenizer)
-    task = task or build_task(
-        cfg.task,
-        cfg.task_options,
-        tokenizer=tokenizer,
-        gen_length=cfg.sampling.gen_length,
-        mask_token_id=model.mask_token_id,
-        max_prompt_length=cfg.max_prompt_length,
-        truncation=cfg.prompt_truncation,
-    )
+    """The run's base model and task as ``cfg`` names them (``model`` / ``task`` when given instead): the task built
+    for the model folder (a text task through its tokenizer, its data read first, so that a bad data source fails
+    before the weights load), then the model from ``base_model``."""
+    if task is None:
+        tokenizer = load_tokenizer(cfg.base_model, cfg.load.trust_remote_code)
+        mask_token_id = (
+            model.mask_token_id if model is not None else model_mask_token_id(cfg.base_model, tokenizer, cfg.load)
+        )
+        task = build_task(
+            cfg.task,
+            cfg.task_options,
+            tokenizer=tokenizer,
+            gen_length=cfg.sampling.gen_length,
+            mask_token_id=mask_token_id,
+            max_prompt_length=cfg.max_prompt_length,
+            truncation=cfg.prompt_truncation,
+        )
+        task.prompts(1, split="train", seed=cfg.seed)  # reads the task's data now
+    else:
+        tokenizer = None
+    model = model if model is not None else cfg.load.load(cfg.base_model, tokenizer)
     return model, task
 
 
-class Trainer:
-    """Set-up and plumbing of a reward fine-tuning run; a method subclasses it and writes ``train``.
+class Trainer(ABC):
+    """Set-up and plumbing of a reward fine-tuning run; a method subclasses it.
 
-    ``__init__`` stops after the trained model and optimiser exist; the subclass then builds its own state (teacher,
-    buffer, ``self.state``) and calls :meth:`_start`, which resumes from the latest checkpoint or starts a fresh run.
-    Hooks: ``uses_lora``, ``rollout_model``, ``_checkpoint_copies``, ``_checkpoints_kept``, ``_extra_tensors`` /
-    ``_load_extra_tensors`` (extra safetensors files per checkpoint), ``_summary`` (trainer_state.json) and
-    ``_after_load``. The subclass provides ``self.buffer`` (a :class:`dtm.training.buffer.ReplayBuffer`) and
-    ``self.state`` (a :class:`RunState`).
+    ``__init__`` builds the trained model and optimiser, then calls the method's :meth:`_build_state` (its teacher or
+    reference, ``self.buffer`` and ``self.state``), then resumes from the latest checkpoint or starts a fresh run.
+    A method must write :meth:`train`, :meth:`_build_state`, :meth:`_checkpoint_copies` and
+    :meth:`_checkpoints_kept`; it may override ``rollout_model``, ``_extra_tensors`` / ``_load_extra_tensors`` (extra
+    safetensors files per checkpoint), ``_summary`` (trainer_state.json) and ``_after_load``.
     """
+
+    buffer: ReplayBuffer
+    state: RunState
 
     nonfinite_hint = "try a lower lr, or mixed_precision=no"
     # Metrics that are equal on every rank (not averaged) and counters summed over ranks, for ``_reduce``.
@@ -261,43 +201,111 @@ class Trainer:
         self.log = MetricsLog(self.out / "metrics.jsonl", enabled=self.accelerator.is_main_process)
         self.token_counter = TokenCounter()
         self.raw_student.register_forward_pre_hook(self.token_counter, with_kwargs=True)
-
-    def train(self) -> DiffusionLM:
-        """Run the method to the end; return the trained model."""
-        raise NotImplementedError
-
-    # ---------------------------------------------------------------- hooks
+        self._callback: StepCallback | None = None
+        self._build_state()
+        self._start()
 
     @property
     def uses_lora(self) -> bool:
         """Train LoRA adapters (``student`` and a frozen ``teacher``/reference) on a frozen base."""
-        raise NotImplementedError
+        return self.cfg.finetune == "lora"
+
+    # ---------------------------------------------------------------- the loop
+
+    def train(self, callback: StepCallback | None = None) -> DiffusionLM:
+        """Run the method to its last step; return the trained model. Every step is the method's :meth:`_step`;
+        around it the loop logs, evaluates every ``eval_every`` steps, shows progress and checkpoints (every
+        ``save_every`` steps, where :meth:`_checkpoint_due` says, and at the end).
+
+        ``callback(event, trainer, record)`` lets a study watch a run: ``"step"`` after every step with its metrics
+        record, and the events a method adds (DTM: ``"phase_start"``). Its model calls are not counted as compute.
+        """
+        cfg = self.cfg
+        self._callback = callback
+        total = self.total_steps
+        if self.state.step == 0 and cfg.eval_prompts:
+            self._log_eval("base")
+        bar = tqdm(
+            total=total,
+            initial=self.state.step,
+            desc=f"{cfg.method} {self.out.name}",
+            disable=not self.progress or not self.accelerator.is_main_process,
+        )
+        while self.state.step < total:
+            record = self._step()
+            record.update(
+                reward_errors=self.state.reward_errors,
+                reward_timeouts=self.state.reward_timeouts,
+                rollouts=self.state.rollouts,
+            )
+            self._log(self._reduce(record))
+            self._notify("step", record)
+            self._periodic_eval(total)
+            bar.update(1)
+            bar.set_postfix(self._postfix(record))
+            step = self.state.step
+            if step == total or self._checkpoint_due() or (cfg.save_every and step % cfg.save_every == 0):
+                self.save_checkpoint()
+        bar.close()
+        return self._finish()
+
+    def _notify(self, event: str, record: dict[str, Any]) -> None:
+        """Tell the ``train`` callback, if any, about ``event`` (its model calls uncounted)."""
+        if self._callback is not None:
+            with self.uncounted():
+                self._callback(event, self, record)
+
+    def _postfix(self, record: dict[str, Any]) -> dict[str, str]:
+        """What the progress bar shows after a step."""
+        return {"loss": f"{record['loss']:.3f}", "reward": f"{record['reward_mean']:.3f}"}
+
+    def _checkpoint_due(self) -> bool:
+        """Whether the step just taken ends a unit that is checkpointed (DTM: a phase)."""
+        return False
+
+    # ---------------------------------------------------------------- what a method writes
+
+    @property
+    @abstractmethod
+    def total_steps(self) -> int:
+        """Steps of the whole run (the loop's unit: DTM optimizer steps, the baselines' rollout batches)."""
+
+    @abstractmethod
+    def _step(self) -> dict[str, Any]:
+        """One step of the method (``self.state.step`` advanced); its metrics record."""
+
+    @abstractmethod
+    def _build_state(self) -> None:
+        """The method's own state, built once the trained model exists: ``self.buffer`` (a
+        :class:`~dtm.training.buffer.ReplayBuffer`), ``self.state`` (a :class:`RunState`), a teacher or reference."""
+
+    @abstractmethod
+    def _checkpoint_copies(self) -> int:
+        """fp32 copies of the trainable weights in one checkpoint (weights, AdamW's two moments, teacher, ...)."""
+
+    @abstractmethod
+    def _checkpoints_kept(self) -> int:
+        """The most checkpoints on disk at once."""
+
+    # ---------------------------------------------------------------- hooks a method may override
 
     @property
     def rollout_model(self) -> DiffusionLM:
         """The model whose samples fill the rollout buffer (on-policy methods: the trained model)."""
         return self.raw_student
 
-    def _checkpoint_copies(self) -> int:
-        """fp32 copies of the trainable weights in one checkpoint (weights, AdamW's two moments, teacher, ...)."""
-        raise NotImplementedError
-
-    def _checkpoints_kept(self) -> int:
-        """The most checkpoints on disk at once."""
-        raise NotImplementedError
-
     def _extra_tensors(self) -> dict[str, dict[str, torch.Tensor]]:
         """Extra weight files of a checkpoint: file stem -> tensors (e.g. the teacher)."""
         return {}
 
-    def _load_extra_tensors(self, path: Path) -> None:
+    def _load_extra_tensors(self, path: Path) -> None:  # noqa: B027 (optional hook, nothing by default)
         """Restore what ``_extra_tensors`` wrote."""
 
     def _summary(self) -> dict[str, Any]:
         """The checkpoint's ``trainer_state.json``."""
         return dict(self.state.__dict__)
 
-    def _after_load(self) -> None:
+    def _after_load(self) -> None:  # noqa: B027 (optional hook, nothing by default)
         """Derived state to restore after ``load_checkpoint``."""
 
     # ---------------------------------------------------------------- set-up helpers
@@ -537,18 +545,14 @@ def _contiguous(state: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
 def evaluate(
     model: DiffusionLM, task: TokenTask, num_prompts: int, sampling: SamplingConfig, seed: int = 0
 ) -> dict[str, float]:
-    """Held-out metrics: mean reward and accuracy with greedy decoding, mean reward and diversity at the rollout
-    temperature. The prompts are the test split's seed-0 draw for every run; ``seed`` drives the sampling only, so
-    runs with different seeds are measured on the same problems."""
+    """The trainers' held-out metrics (:func:`dtm.heldout.heldout_metrics`, one sample per prompt): greedy and sampled
+    reward and accuracy. The prompts are the test split's seed-0 draw for every run; ``seed`` drives the sampling
+    only, so runs with different seeds are measured on the same problems."""
     prompts = task.prompts(num_prompts, split="test", seed=0)
-    device = next(model.parameters()).device
-    generator = torch.Generator(device=device).manual_seed(seed)
-    greedy = rollout(model, prompts, sampling, generator, temperature=0.0)
-    sampled = rollout(model, prompts, sampling, generator)
-    sampled_reward = task.reward(sampled, prompts.meta)
+    metrics = heldout_metrics(model, task, prompts, sampling, samples=1, seed=seed)
     return {
-        "eval_reward_greedy": task.reward(greedy, prompts.meta).mean().item(),
-        "eval_accuracy_greedy": task.is_correct(greedy, prompts.meta).float().mean().item(),
-        "eval_reward_sampled": sampled_reward.mean().item(),
-        "eval_accuracy_sampled": task.is_correct(sampled, prompts.meta).float().mean().item(),
+        "eval_reward_greedy": metrics["greedy_reward"],
+        "eval_accuracy_greedy": metrics["greedy_accuracy"],
+        "eval_reward_sampled": metrics["sampled_reward"],
+        "eval_accuracy_sampled": metrics["sampled_accuracy"],
     }

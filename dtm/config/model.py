@@ -1,0 +1,57 @@
+"""How a model folder is loaded (``LoadOptions``) and the shape of the built-in model (``TinyModelConfig``)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from dtm.config.choices import Dtype
+from dtm.config.fields import setting
+
+if TYPE_CHECKING:
+    from dtm.models.base import DiffusionLM
+
+
+@dataclass
+class LoadOptions:
+    """How to load a model folder (the ``model`` section of training configs, ``load`` of evaluation configs)."""
+
+    trust_remote_code: bool = setting(False, "run the modelling code shipped with the weights (LLaDA, Dream)")
+    dtype: Dtype = setting("auto", "dtype of the weights (auto: the checkpoint's own)")
+    load_in_4bit: bool = setting(False, "NF4 4-bit base with bf16 compute (needs bitsandbytes and a CUDA GPU)")
+    mask_token_id: int | None = setting(
+        None, "mask token id when neither config.json nor the tokenizer names one (LLaDA: 126336)"
+    )
+    shift_logits: bool | None = setting(
+        None, "whether position i's logits come out at i - 1 (null: detect from the model type; Dream shifts)"
+    )
+
+    def load(self, path: str | Path, tokenizer: Any = None) -> DiffusionLM:
+        """The model folder at ``path`` as a :class:`dtm.models.base.DiffusionLM`, loaded with these options."""
+        from dtm.models.loading import load_model
+
+        return load_model(
+            path,
+            self.mask_token_id,
+            trust_remote_code=self.trust_remote_code,
+            dtype=self.dtype,
+            load_in_4bit=self.load_in_4bit,
+            shift_logits=self.shift_logits,
+            tokenizer=tokenizer,
+        )
+
+
+@dataclass
+class TinyModelConfig:
+    """Shape of the built-in model, a small bidirectional Llama. The defaults give about 0.2M parameters for a
+    32-token vocabulary; ``dtm pretrain`` takes the vocabulary and mask token from the task."""
+
+    vocab_size: int = setting(32, "vocabulary size (set from the task by dtm pretrain)")
+    mask_token_id: int = setting(1, "id of the mask token (set from the task by dtm pretrain)")
+    hidden_size: int = setting(96, "width of the residual stream")
+    num_layers: int = setting(4, "transformer layers")
+    num_heads: int = setting(4, "attention heads; must divide hidden_size")
+    intermediate_size: int = setting(256, "width of the MLP")
+    max_length: int = setting(256, "longest prompt + response, in tokens")
+    rope_theta: float = setting(10000.0, "base of the rotary position embedding")
