@@ -91,12 +91,14 @@ def cmd_pretrain(args: argparse.Namespace) -> None:
 
 def cmd_train(args: argparse.Namespace) -> None:
     from dtm.training import load_train_config, make_trainer
-    from dtm.training.logging import check_run_dir
+    from dtm.training.logging import check_resume_settings, check_run_dir
 
     cfg = load_train_config(args.config, args.overrides)  # `method: dtm | diffu_grpo | wd1 | spg | dmpo | gdsd`
     if not Path(cfg.base_model).joinpath("config.json").is_file():
         raise ConfigError(f"base_model: no model checkpoint at {cfg.base_model} (run `dtm pretrain` first?)")
     check_run_dir(cfg.output_dir, resume=args.resume, overwrite=args.overwrite)
+    if args.resume:
+        check_resume_settings(cfg, cfg.output_dir)
     trainer = make_trainer(cfg, resume=args.resume, overwrite=args.overwrite, progress=not args.no_progress)
     trainer.train()
     print(f"saved {Path(cfg.output_dir) / 'final' / 'model'}")

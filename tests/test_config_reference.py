@@ -162,3 +162,16 @@ def test_threads_default_to_half_the_cores_and_can_be_set(monkeypatch):
     assert run("None") == str(default_threads())
     assert run("3") == "3"
     assert run("None", DTM_THREADS="2") == "2"
+
+
+def test_resume_with_other_settings_fails_before_torch_is_imported(tmp_path):
+    from dtm.config import save_config
+    from dtm.config.dtm import DTMConfig
+
+    base = tmp_path / "base"
+    base.mkdir()
+    (base / "config.json").write_text("{}", encoding="utf-8")
+    out = tmp_path / "run"
+    save_config(DTMConfig(base_model=str(base), output_dir=str(out)), out / "config.yaml")
+    result = run_cli("train", "--config", str(out / "config.yaml"), "h=0.5", "--resume")
+    assert "exit 2 False" in result.stdout and "h: 2.0 in the run, 0.5 now" in result.stderr

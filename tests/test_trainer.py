@@ -6,6 +6,7 @@ import json
 import math
 import shutil
 import time
+from dataclasses import replace
 
 import pytest
 import torch
@@ -435,3 +436,11 @@ def test_compute_counters_match_the_run_plan(tmp_path, finetune):
     assert trainer.state.backward_tokens == states * length
     assert trainer.state.forward_tokens == rollout_tokens + 2 * states * length
     assert trainer.state.compute_tokens == trainer.state.forward_tokens + 2 * trainer.state.backward_tokens
+
+
+def test_resume_refuses_other_settings_but_not_other_checkpointing(tmp_path):
+    cfg = small_config(tmp_path, a_end=1.0, save_every=2)
+    DTMTrainer(cfg, model=tiny_model(), progress=False).train()
+    with pytest.raises(ValueError, match=r"cannot resume .* with other settings \(h: 1\.0 in the run, 0\.5 now\)"):
+        DTMTrainer(replace(cfg, h=0.5), model=tiny_model(), resume=True, progress=False)
+    DTMTrainer(replace(cfg, save_every=1, keep_checkpoints=3), model=tiny_model(), resume=True, progress=False)

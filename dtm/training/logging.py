@@ -21,6 +21,34 @@ def check_run_dir(path: str | Path, *, resume: bool = False, overwrite: bool = F
         raise FileExistsError(f"output folder {path} is not empty; {hint}")
 
 
+# Keys that manage a run rather than define it: a resumed run may change them.
+RUN_MANAGEMENT_KEYS = ("save_every", "keep_checkpoints", "eval_every", "log_with")
+
+
+def check_resume_settings(cfg: Any, run_dir: str | Path) -> None:
+    """A resumed run must keep the settings it was started with (``run_dir/config.yaml``); only the keys of
+    ``RUN_MANAGEMENT_KEYS`` may change. Raises ValueError naming every key that differs."""
+    import yaml
+
+    from dtm.config import to_dict
+
+    saved_file = Path(run_dir) / "config.yaml"
+    if not saved_file.is_file():
+        return
+    saved = yaml.safe_load(saved_file.read_text(encoding="utf-8")) or {}
+    given = json.loads(json.dumps(to_dict(cfg)))
+    differ = [
+        f"{key}: {saved.get(key)!r} in the run, {given.get(key)!r} now"
+        for key in sorted(set(saved) | set(given))
+        if key not in RUN_MANAGEMENT_KEYS and saved.get(key) != given.get(key)
+    ]
+    if differ:
+        raise ValueError(
+            f"cannot resume {run_dir} with other settings ({'; '.join(differ)}); resume with its own config "
+            f"(--config {saved_file}) or start over with --overwrite"
+        )
+
+
 def prepare_run_dir(
     path: str | Path,
     *,

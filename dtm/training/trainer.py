@@ -40,7 +40,7 @@ from dtm.tasks.base import PromptBatch, TokenTask
 from dtm.training import checkpoint as ckpt
 from dtm.training.accel import make_accelerator
 from dtm.training.buffer import ReplayBuffer
-from dtm.training.logging import MetricsLog, prepare_run_dir
+from dtm.training.logging import MetricsLog, check_resume_settings, prepare_run_dir
 from dtm.training.rewards import RewardFn, RewardScorer
 from dtm.training.teacher import add_lora_adapters, load_trainable_state, trainable_state
 
@@ -355,6 +355,7 @@ class Trainer(ABC):
         self.token_counter.state = self.state
         latest = self._intact_checkpoint() if self.resume else None
         if latest is not None:
+            check_resume_settings(self.cfg, self.out)
             self.load_checkpoint(latest)
         elif self.accelerator.is_main_process:
             save_config(self.cfg, self.out / "config.yaml")
