@@ -29,7 +29,7 @@ from typing import Any
 import torch
 
 from dtm.cli import main
-from dtm.training import checkpoint, common
+from dtm.training import checkpoint, trainer
 from dtm.training.logging import MetricsLog
 
 MOMENTS = ("step", "log", "weights", "state", "synced", "prune")
@@ -77,9 +77,9 @@ def install(moment: str, n: int) -> None:
             kill()
         rmtree(path, *args, **kwargs)
 
-    common.Trainer._apply_gradients = after("step", common.Trainer._apply_gradients)
+    trainer.Trainer._apply_gradients = after("step", trainer.Trainer._apply_gradients)
     MetricsLog.write = torn_write
-    common.save_file = after("weights", common.save_file)
+    trainer.save_file = after("weights", trainer.save_file)
     torch.save = after("state", torch.save)
     checkpoint._fsync_tree = after("synced", checkpoint._fsync_tree)
     shutil.rmtree = prune_rmtree
