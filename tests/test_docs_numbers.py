@@ -35,11 +35,14 @@ TABLES: list[tuple[str, str, Callable[[list], dict], Callable[[dict], str]]] = [
     ("docs/compare.md", "compare/maze/results.json", compare.summarize, compare.headline_table),
     ("docs/compare.md", "compare/maze/results.json", compare.summarize, compare.markdown_tables),
     ("docs/compare.md", "compare/maze-baselines-lr1e-4/results.json", compare.summarize, compare.markdown_tables),
+    ("docs/compare.md", "compare/maze-peers/results.json", compare.summarize, compare.headline_table),
+    ("docs/compare.md", "compare/maze-peers/results.json", compare.summarize, compare.markdown_tables),
     ("docs/compare.md", "compare/sudoku/results.json", compare.summarize, compare.headline_table),
     ("docs/compare.md", "compare/sudoku/results.json", compare.summarize, compare.markdown_tables),
     ("README.md", "fit/maze/results.json", fit.summarize, lambda s: fit.phase_table(s["dtm"])),
     ("README.md", "compare/maze/results.json", compare.summarize, compare.headline_table),
     ("README.md", "compare/sudoku/results.json", compare.summarize, compare.headline_table),
+    ("README.md", "compare/maze-peers/results.json", compare.summarize, compare.headline_table),
     ("README.md", "maze-study/results.json", maze.summarize, maze.markdown_table),
 ]
 
