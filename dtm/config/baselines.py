@@ -9,7 +9,7 @@ from typing import ClassVar, Literal
 from dtm.config.choices import Masking, WeightBaseline
 from dtm.config.fields import setting
 from dtm.config.loader import check
-from dtm.config.run import RunConfig
+from dtm.config.run import RUN_DIR_HELP, RunConfig
 
 
 @dataclass
@@ -20,7 +20,7 @@ class PolicyGradientConfig(RunConfig):
 
     renamed_keys: ClassVar[dict[str, str]] = RunConfig.renamed_keys | {"steps": "rollout_batches"}
 
-    output_dir: str = setting("runs/baseline", "run folder: config, metrics.jsonl, checkpoints, final model")
+    output_dir: str = setting("runs/baseline", RUN_DIR_HELP)
     lr: float = setting(5e-4, "peak learning rate (AdamW)")
     lr_min: float = setting(5e-5, "learning rate at the end of the decay")
     rollout_batches: int = setting(40, "rollout batches; each is used for inner_updates optimizer steps")
@@ -73,6 +73,7 @@ def _check_reference_penalty(beta: float, ref_sync_every: int) -> None:
     )
 
 
+P_MASK_HELP = "probability of masking each prompt token in the one-step log-prob estimate"
 REF_SYNC_HELP = "copy the policy into the reference every this many steps (0 = never)"
 MASKING_HELP = "masked states of the loss: uniform anywhere in the response (as its public code), or SAR-aligned"
 
@@ -82,10 +83,10 @@ class DiffuGRPOConfig(PolicyGradientConfig):
     """diffu-GRPO (d1). Published: K = 6, mu = 12, clip 0.5, beta 0.04, p_mask 0.15, lr 3e-6, grad clip 0.2."""
 
     method: Literal["diffu_grpo"] = setting("diffu_grpo", "the trainer (diffu_grpo)")
-    output_dir: str = setting("runs/diffu_grpo", "run folder: config, metrics.jsonl, checkpoints, final model")
+    output_dir: str = setting("runs/diffu_grpo", RUN_DIR_HELP)
     clip_eps: float = setting(0.5, "PPO clip range of the importance ratio")
     beta: float = setting(0.04, "weight of the KL to the reference policy (0: no reference model)")
-    p_mask: float = setting(0.15, "probability of masking each prompt token in the one-step log-prob estimate")
+    p_mask: float = setting(0.15, P_MASK_HELP)
     ref_sync_every: int = setting(0, REF_SYNC_HELP)
 
     def __post_init__(self) -> None:
@@ -100,9 +101,9 @@ class WD1Config(PolicyGradientConfig):
     """wd1. Published: K = 6, p_mask 0.15, lr 3e-6."""
 
     method: Literal["wd1"] = setting("wd1", "the trainer (wd1)")
-    output_dir: str = setting("runs/wd1", "run folder: config, metrics.jsonl, checkpoints, final model")
+    output_dir: str = setting("runs/wd1", RUN_DIR_HELP)
     psi: float = setting(1.0, "inverse temperature of the group softmax weights")
-    p_mask: float = setting(0.15, "probability of masking each prompt token in the one-step log-prob estimate")
+    p_mask: float = setting(0.15, P_MASK_HELP)
 
     def __post_init__(self) -> None:
         super().__post_init__()
@@ -115,7 +116,7 @@ class SPGConfig(PolicyGradientConfig):
     """SPG. Published: K = 6, mu = 4, 2 masked states per sequence, beta 1.0-2.0, mixture weight 0.5."""
 
     method: Literal["spg"] = setting("spg", "the trainer (spg)")
-    output_dir: str = setting("runs/spg", "run folder: config, metrics.jsonl, checkpoints, final model")
+    output_dir: str = setting("runs/spg", RUN_DIR_HELP)
     mc_samples: int = setting(2, "SAR-aligned masked states per sequence and update")
     eubo_beta: float = setting(1.5, "beta of the evidence upper bound")
     eubo_weight: float = setting(
@@ -135,7 +136,7 @@ class DMPOConfig(PolicyGradientConfig):
     states per sequence for the loss and 4 for the reference ratio, lr 1e-6, grad clip 0.2."""
 
     method: Literal["dmpo"] = setting("dmpo", "the trainer (dmpo)")
-    output_dir: str = setting("runs/dmpo", "run folder: config, metrics.jsonl, checkpoints, final model")
+    output_dir: str = setting("runs/dmpo", RUN_DIR_HELP)
     alpha: float = setting(0.04, "temperature of the target p_ref exp(r / alpha)")
     baseline: WeightBaseline = setting("negative", "weight baseline subtracted from the importance weights")
     baseline_strength: float = setting(1.0, "lambda: the baseline's factor")
@@ -159,7 +160,7 @@ class GDSDConfig(PolicyGradientConfig):
     update, lr 3e-6, grad clip 0.2."""
 
     method: Literal["gdsd"] = setting("gdsd", "the trainer (gdsd)")
-    output_dir: str = setting("runs/gdsd", "run folder: config, metrics.jsonl, checkpoints, final model")
+    output_dir: str = setting("runs/gdsd", RUN_DIR_HELP)
     psi: float = setting(1.0, "scale of the advantage that each token's log-ratio is matched to")
     beta: float = setting(0.001, "weight of the k2 penalty to the reference policy (0: no reference model)")
     ref_sync_every: int = setting(0, REF_SYNC_HELP)

@@ -9,6 +9,7 @@ from dtm.config.choices import TOKEN_TASKS, MixedPrecision
 from dtm.config.fields import setting
 from dtm.config.loader import check
 from dtm.config.model import TinyModelConfig
+from dtm.config.run import check_lr_schedule
 
 
 @dataclass
@@ -43,12 +44,6 @@ class PretrainConfig:
         check(self.steps > 0, "steps", f"must be positive, got {self.steps}")
         check(self.batch_size > 0, "batch_size", f"must be positive, got {self.batch_size}")
         check(self.num_examples > 0, "num_examples", f"must be positive, got {self.num_examples}")
-        check(self.lr > 0, "lr", f"must be positive, got {self.lr}")
-        check(0 <= self.lr_min <= self.lr, "lr_min", f"must be in [0, lr={self.lr}], got {self.lr_min}")
-        check(self.lr_warmup >= 0, "lr_warmup", f"must be >= 0, got {self.lr_warmup}")
-        check(self.lr_decay >= 0, "lr_decay", f"must be >= 0, got {self.lr_decay}")
-        check(
-            0 <= self.lr_warmup + self.lr_decay <= 1, "lr_warmup", "lr_warmup + lr_decay must be a fraction in [0, 1]"
-        )
+        check_lr_schedule(self.lr, self.lr_min, self.lr_warmup, self.lr_decay)
         check(self.grad_clip > 0, "grad_clip", f"must be positive, got {self.grad_clip}")
         check(self.log_every > 0, "log_every", f"must be positive, got {self.log_every}")

@@ -7,6 +7,7 @@ import dataclasses
 import importlib
 from typing import get_type_hints
 
+from dtm.config.choices import METHODS
 from dtm.config.fields import KeyHelp, describe, markdown
 from dtm.config.loader import section_type
 
@@ -26,7 +27,6 @@ KINDS: dict[str, tuple[str, str, str]] = {
     "fit": ("dtm.studies.fit", "FitStudyConfig", "dtm study fit"),
     "maze": ("dtm.studies.maze", "MazeStudyConfig", "dtm study maze"),
 }
-TRAINING_KINDS = ("dtm", "diffu_grpo", "wd1", "spg", "dmpo", "gdsd")
 
 
 def config_class(kind: str) -> type:
@@ -75,11 +75,11 @@ def reference_markdown() -> str:
         "",
         markdown(describe(RunConfig)),
     ]
-    for kind in TRAINING_KINDS:
+    for kind in METHODS:
         parts += ["", f"## `method: {kind}`", "", _doc(kind), "", "Adds, or changes the default of:", ""]
         parts.append(markdown(_method_rows(kind)))
     for kind in KINDS:
-        if kind in TRAINING_KINDS:
+        if kind in METHODS:
             continue
         parts += ["", f"## `{kind}` ({KINDS[kind][2]})", "", _doc(kind), "", markdown(show(kind))]
     parts += ["", "## Renamed keys", "", "An old name is refused with the new one in the error.", ""]

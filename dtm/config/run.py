@@ -28,6 +28,18 @@ class LoraSection:
     )
 
 
+RUN_DIR_HELP = "run folder: config, metrics.jsonl, checkpoints, final model"
+
+
+def check_lr_schedule(lr: float, lr_min: float, warmup: float, decay: float) -> None:
+    """The settings of the warmup -> constant -> decay schedule (``lr_warmup`` and ``lr_decay`` are fractions)."""
+    check(lr > 0, "lr", f"must be positive, got {lr}")
+    check(0 <= lr_min <= lr, "lr_min", f"must be in [0, lr={lr}], got {lr_min}")
+    check(warmup >= 0, "lr_warmup", f"must be >= 0, got {warmup}")
+    check(decay >= 0, "lr_decay", f"must be >= 0, got {decay}")
+    check(warmup + decay <= 1, "lr_warmup", "lr_warmup + lr_decay must be a fraction in [0, 1]")
+
+
 def check_task(task: str) -> None:
     """``task`` names a registered task."""
     check(task in TASK_NAMES, "task", f"unknown task {task!r}; available: {', '.join(TASK_NAMES)}")
@@ -75,7 +87,7 @@ class RunConfig:
         10.0, "seconds per reward call (a batch, or one completion when retried row by row); slower ones score 0"
     )
     seed: int = setting(0, "seed of everything random in the run (same seed, same machine: same numbers)")
-    output_dir: str = setting("runs/dtm", "run folder: config, metrics.jsonl, checkpoints, final model")
+    output_dir: str = setting("runs/dtm", RUN_DIR_HELP)
     save_every: int = setting(0, "also checkpoint every this many steps (0: at the end, and at phase ends for DTM)")
     keep_checkpoints: int = setting(2, "checkpoints kept in output_dir (older ones are deleted)")
     eval_prompts: int = setting(256, "held-out prompts of the greedy evaluation before and after training (0 = none)")
@@ -98,11 +110,7 @@ class RunConfig:
         )
         check(self.micro_batch > 0, "micro_batch", f"must be positive, got {self.micro_batch}")
         check(self.grad_accum > 0, "grad_accum", f"must be positive, got {self.grad_accum}")
-        check(self.lr > 0, "lr", f"must be positive, got {self.lr}")
-        check(0 <= self.lr_min <= self.lr, "lr_min", f"must be in [0, lr={self.lr}], got {self.lr_min}")
-        check(self.lr_warmup >= 0, "lr_warmup", f"must be >= 0, got {self.lr_warmup}")
-        check(self.lr_decay >= 0, "lr_decay", f"must be >= 0, got {self.lr_decay}")
-        check(self.lr_warmup + self.lr_decay <= 1, "lr_warmup", "lr_warmup + lr_decay must be a fraction in [0, 1]")
+        check_lr_schedule(self.lr, self.lr_min, self.lr_warmup, self.lr_decay)
         check(all(0 <= b < 1 for b in self.betas), "betas", f"must be in [0, 1), got {self.betas}")
         check(self.grad_clip > 0, "grad_clip", f"must be positive, got {self.grad_clip}")
         check(self.max_nonfinite_steps > 0, "max_nonfinite_steps", f"must be positive, got {self.max_nonfinite_steps}")
