@@ -175,6 +175,15 @@ def cmd_study(args: argparse.Namespace) -> None:
     print(f"report: {Path(cfg.output_dir) / 'report.md'}")
 
 
+def cmd_merge(args: argparse.Namespace) -> None:
+    from dtm.studies.compare import headline_table
+    from dtm.studies.merge import merge_comparisons
+
+    merged = merge_comparisons(args.folders, args.output_dir)
+    print(headline_table(merged["summary"]))
+    print(f"report: {args.output_dir / 'report.md'}")
+
+
 def cmd_config(args: argparse.Namespace) -> None:
     from dtm.config.fields import text
     from dtm.config.reference import KINDS, config_class, show
@@ -233,6 +242,14 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("name", choices=["maze", "compare", "fit"])
     _add_config_args(p, "compare", "seeds=[0]")
     p.set_defaults(func=cmd_study)
+
+    p = sub.add_parser(
+        "merge",
+        help="join comparisons made on the same bases and held-out prompts into one report (tables and figure)",
+    )
+    p.add_argument("folders", nargs="+", type=Path, help="folders written by `dtm study compare`")
+    p.add_argument("--output-dir", type=Path, required=True, help="where results.json, report.md and the figure go")
+    p.set_defaults(func=cmd_merge)
 
     p = sub.add_parser("config", help="list the config kinds, or every key of one (type, default, help)")
     config_sub = p.add_subparsers(dest="action", required=True)

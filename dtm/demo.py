@@ -7,26 +7,22 @@ import json
 from pathlib import Path
 from typing import Any
 
-import torch
-
 from dtm.config.sampling import SamplingConfig
+from dtm.heldout import heldout_rollouts, rollout_metrics
 from dtm.models.base import DiffusionLM
-from dtm.rollouts import rollout
 from dtm.tasks.increment import IncrementTask
 from dtm.training.dtm import DTMConfig, DTMTrainer
 from dtm.training.pretrain import PretrainConfig, pretrain
 
 
 def measure(model: DiffusionLM, task: IncrementTask, sampling: SamplingConfig, n: int, seed: int) -> dict[str, float]:
-    """Sampled held-out metrics: mean reward, validity, P(digit incremented | valid), distinct responses."""
-    prompts = task.prompts(n, split="test", seed=seed)
-    responses = rollout(model, prompts, sampling, torch.Generator().manual_seed(seed))
-    valid, incremented = task.parse(responses, prompts.meta)
-    return {
-        "reward": task.reward(responses, prompts.meta).mean().item(),
+    """The shared held-out metrics (:mod:`dtm.heldout`, one sample per prompt) with, from the same samples, their
+    validity and P(digit incremented | valid), the quantity the closed form predicts."""
+    rollouts = heldout_rollouts(model, task.prompts(n, split="test", seed=seed), sampling, samples=1, seed=seed)
+    valid, incremented = task.parse(rollouts.sampled, rollouts.repeated.meta)
+    return rollout_metrics(task, rollouts) | {
         "valid": valid.float().mean().item(),
         "p_increment": incremented[valid].float().mean().item() if valid.any() else float("nan"),
-        "accuracy": task.is_correct(responses, prompts.meta).float().mean().item(),
     }
 
 

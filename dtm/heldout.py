@@ -1,10 +1,12 @@
-"""Held-out measurement of a model on a task's prompts, the one used by the trainers' evaluations and the studies:
-greedy reward and accuracy, and from ``samples`` samples per prompt at the rollout temperature, sampled reward and
-accuracy and the diversity of the samples."""
+"""Held-out measurement of a model on a task's prompts, the one used by the trainers' evaluations, the studies and the
+demo: one greedy response per prompt and ``samples`` samples per prompt at the rollout temperature, drawn once by
+:func:`heldout_rollouts`; :func:`rollout_metrics` turns them into greedy and sampled reward and accuracy and the
+diversity of the samples, and a study adds its task's own metrics from the same responses."""
 
 from __future__ import annotations
 
 import statistics
+from dataclasses import dataclass
 
 import torch
 
@@ -14,23 +16,47 @@ from dtm.rollouts import rollout
 from dtm.tasks.base import PromptBatch, TokenTask
 
 
+@dataclass
+class HeldoutRollouts:
+    """Responses to ``prompts``: ``greedy`` [N, L] and ``sampled`` [N * samples, L], whose rows answer ``repeated``
+    (each prompt ``samples`` times, consecutively)."""
+
+    prompts: PromptBatch
+    greedy: torch.Tensor
+    repeated: PromptBatch
+    sampled: torch.Tensor
+    samples: int
+
+
 @torch.no_grad()
-def heldout_metrics(
-    model: DiffusionLM, task: TokenTask, prompts: PromptBatch, sampling: SamplingConfig, samples: int = 1, seed: int = 0
-) -> dict[str, float]:
-    """Greedy reward/accuracy and, from ``samples`` samples per prompt, sampled reward/accuracy, distinct responses /
-    samples and distinct correct responses, averaged over prompts. ``seed`` drives the sampling only."""
+def heldout_rollouts(
+    model: DiffusionLM, prompts: PromptBatch, sampling: SamplingConfig, samples: int = 1, seed: int = 0
+) -> HeldoutRollouts:
+    """Greedy decoding of every prompt, then ``samples`` samples per prompt; ``seed`` drives the sampling only."""
     generator = torch.Generator(device=next(model.parameters()).device).manual_seed(seed)
     greedy = rollout(model, prompts, sampling, generator, temperature=0.0)
     repeated = prompts.select(torch.arange(len(prompts)).repeat_interleave(samples))
     sampled = rollout(model, repeated, sampling, generator)
-    correct = task.is_correct(sampled, repeated.meta)
+    return HeldoutRollouts(prompts, greedy, repeated, sampled, samples)
+
+
+def rollout_metrics(task: TokenTask, rollouts: HeldoutRollouts) -> dict[str, float]:
+    """Greedy reward/accuracy and sampled reward/accuracy, distinct responses / samples and distinct correct
+    responses, averaged over prompts."""
+    correct = task.is_correct(rollouts.sampled, rollouts.repeated.meta)
     return {
-        "greedy_reward": task.reward(greedy, prompts.meta).mean().item(),
-        "greedy_accuracy": task.is_correct(greedy, prompts.meta).float().mean().item(),
-        "sampled_reward": task.reward(sampled, repeated.meta).mean().item(),
+        "greedy_reward": task.reward(rollouts.greedy, rollouts.prompts.meta).mean().item(),
+        "greedy_accuracy": task.is_correct(rollouts.greedy, rollouts.prompts.meta).float().mean().item(),
+        "sampled_reward": task.reward(rollouts.sampled, rollouts.repeated.meta).mean().item(),
         "sampled_accuracy": correct.float().mean().item(),
-    } | diversity(sampled, correct, samples)
+    } | diversity(rollouts.sampled, correct, rollouts.samples)
+
+
+def heldout_metrics(
+    model: DiffusionLM, task: TokenTask, prompts: PromptBatch, sampling: SamplingConfig, samples: int = 1, seed: int = 0
+) -> dict[str, float]:
+    """:func:`rollout_metrics` of fresh :func:`heldout_rollouts`."""
+    return rollout_metrics(task, heldout_rollouts(model, prompts, sampling, samples, seed))
 
 
 def diversity(responses: torch.Tensor, correct: torch.Tensor, samples: int) -> dict[str, float]:

@@ -138,6 +138,32 @@ def test_metrics_and_checkpoints_are_written(tmp_path, method):
     assert any(not torch.equal(v, before[k]) for k, v in weights(trainer).items())
 
 
+# Passes over the N rollouts of one batch, without and with gradient, as docs/methods.md's cost table states them
+# for mu = 2 inner updates, S = 3 masked states (SPG, DMPO), S_ratio = 2 (DMPO) and beta > 0 (diffu-GRPO, GDSD).
+COST_TABLE = {
+    "diffu_grpo": ({"beta": 0.04}, 2 + 2, 2),  # old log-probs (mu > 1) + reference, mu updates
+    "wd1": ({}, 0, 2),
+    "spg": ({"mc_samples": 3}, 0, 2 * 3),
+    "dmpo": ({"mc_samples": 3, "ratio_samples": 2}, 2 * 2, 2 * 3),  # reference and current ELBOs on S_ratio states
+    "gdsd": ({"beta": 0.001}, 2 + 2, 2),
+}
+
+
+@pytest.mark.parametrize("method", METHODS)
+def test_compute_counters_match_the_cost_table(tmp_path, method):
+    """Forward tokens = rollouts x length x decoding rounds + the table's passes x N x length per rollout batch;
+    backward tokens = the passes with gradient; evaluations are not counted."""
+    overrides, frozen, trained = COST_TABLE[method]
+    cfg = small_config(method, tmp_path, rollout_batches=2, inner_updates=2, eval_prompts=8, eval_every=1, **overrides)
+    trainer = make(cfg, model=tiny_model())
+    trainer.train()
+    length = trainer.buffer.pool.ids.shape[1] + cfg.sampling.gen_length
+    rows = cfg.rollout_batches * cfg.micro_batch * cfg.grad_accum * length
+    rollout_tokens = trainer.state.rollouts * length * cfg.sampling.decode_steps
+    assert trainer.state.backward_tokens == trained * rows
+    assert trainer.state.forward_tokens == rollout_tokens + (frozen + trained) * rows
+
+
 @pytest.mark.parametrize("method", ["diffu_grpo", "gdsd"])
 def test_reference_stays_initial_unless_synced(tmp_path, method):
     kept = make(small_config(method, tmp_path / "a", rollout_batches=2), model=tiny_model())

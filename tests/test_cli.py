@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
-import os
 import re
 
 import pytest
@@ -13,17 +13,16 @@ import yaml
 from dtm.cli import main
 from dtm.config import load_config
 from dtm.config.sampling import SamplingConfig
-from dtm.models import TinyModelConfig, load_model
+from dtm.models import load_model
 from dtm.rollouts import rollout
 from dtm.tasks.increment import IncrementTask
-from dtm.training.pretrain import PretrainConfig, pretrain
-
-os.environ.setdefault("HF_HUB_OFFLINE", "1")
+from dtm.training.pretrain import PretrainConfig
+from tests.shared import TINY
 
 TINY_YAML = {
     "task": "increment",
     "num_examples": 300,
-    "architecture": {"hidden_size": 32, "num_layers": 2, "num_heads": 4, "intermediate_size": 64},
+    "architecture": dataclasses.asdict(TINY),
     "steps": 50,
     "batch_size": 16,
     "seed": 0,
@@ -43,20 +42,6 @@ def config_file(tmp_path):
     return path
 
 
-@pytest.fixture(scope="module")
-def small_model(tmp_path_factory):
-    out = tmp_path_factory.mktemp("cli-model") / "run"
-    cfg = PretrainConfig(
-        architecture=TinyModelConfig(hidden_size=32, num_layers=2, num_heads=4, intermediate_size=64),
-        num_examples=200,
-        batch_size=16,
-        steps=5,
-        output_dir=str(out),
-    )
-    pretrain(cfg, progress=False)
-    return out / "model"
-
-
 def exit_code(argv: list[str]) -> int:
     with pytest.raises(SystemExit) as info:
         main(argv)
@@ -71,10 +56,10 @@ def test_pretrain_writes_model(tmp_path, config_file, capsys):
     # the file's settings and the overrides both reached the run
     saved = load_config(PretrainConfig, out / "config.yaml")
     assert saved.steps == 3 and saved.output_dir == str(out)
-    assert saved.architecture.hidden_size == 32 and saved.batch_size == 16 and saved.num_examples == 300
+    assert saved.architecture == TINY and saved.batch_size == 16 and saved.num_examples == 300
     steps = [json.loads(line)["step"] for line in (out / "metrics.jsonl").read_text().splitlines()]
     assert steps[-1] == 2
-    assert load_model(out / "model").config.hidden_size == 32
+    assert load_model(out / "model").config.hidden_size == TINY.hidden_size
 
 
 def test_pretrain_existing_output_needs_overwrite(tmp_path, config_file, capsys):
@@ -128,15 +113,15 @@ def test_train_missing_base_model_exits_2(tmp_path, capsys):
     assert not out.exists()
 
 
-def test_sample_prints_n_lines_and_mean_reward(small_model, capsys):
-    main(["sample", "--model", str(small_model), "--task", "increment", "--n", "3"])
+def test_sample_prints_n_lines_and_mean_reward(base_model_dir, capsys):
+    main(["sample", "--model", str(base_model_dir), "--task", "increment", "--n", "3"])
     lines = capsys.readouterr().out.strip().splitlines()
     assert len(lines) == 4
     # an independent decode with the command's defaults (test split, seed 0, block 4, 8 steps, temperature 1)
     task = IncrementTask()
     prompts = task.prompts(3, split="test", seed=0)
     sampling = SamplingConfig(gen_length=task.gen_length, block_length=4, decode_steps=8, temperature=1.0)
-    responses = rollout(load_model(small_model), prompts, sampling, torch.Generator().manual_seed(0))
+    responses = rollout(load_model(base_model_dir), prompts, sampling, torch.Generator().manual_seed(0))
     rewards = task.reward(responses, prompts.meta)
     for line, prompt, response, reward in zip(lines[:3], prompts.ids, responses, rewards, strict=True):
         assert line == f"{task.render(prompt.tolist())} -> {task.render(response.tolist())}  reward={reward:.3f}"
@@ -145,10 +130,9 @@ def test_sample_prints_n_lines_and_mean_reward(small_model, capsys):
     assert float(match.group(1)) == pytest.approx(rewards.mean().item(), abs=5e-4)
 
 
-def test_sample_options(small_model, capsys):
-    main(
-        ["sample", "--model", str(small_model), "--n", "2", "--seed", "4", "--temperature", "0", "--decode-steps", "2"]
-    )
+def test_sample_options(base_model_dir, capsys):
+    model = str(base_model_dir)
+    main(["sample", "--model", model, "--n", "2", "--seed", "4", "--temperature", "0", "--decode-steps", "2"])
     lines = capsys.readouterr().out.strip().splitlines()
     assert len(lines) == 3
     test_prompts = IncrementTask().prompts(2, split="test", seed=4)
@@ -156,13 +140,13 @@ def test_sample_options(small_model, capsys):
         assert line.startswith(IncrementTask().render(prompt.tolist()) + " -> ")
 
 
-def test_sample_errors_exit_2(tmp_path, small_model, capsys):
+def test_sample_errors_exit_2(tmp_path, base_model_dir, capsys):
     missing = tmp_path / "missing-model"
     assert exit_code(["sample", "--model", str(missing), "--n", "1"]) == 2
     assert str(missing) in capsys.readouterr().err
-    assert exit_code(["sample", "--model", str(small_model), "--n", "1", "--block-length", "3"]) == 2
+    assert exit_code(["sample", "--model", str(base_model_dir), "--n", "1", "--block-length", "3"]) == 2
     assert "block_length" in capsys.readouterr().err
-    assert exit_code(["sample", "--model", str(small_model), "--task", "nope", "--n", "1"]) == 2
+    assert exit_code(["sample", "--model", str(base_model_dir), "--task", "nope", "--n", "1"]) == 2
     assert "available: increment" in capsys.readouterr().err
 
 
@@ -181,13 +165,13 @@ def test_demo_quick_writes_results(tmp_path, capsys):
     assert json.loads(capsys.readouterr().out) == result
     for name in ("base", "dtm"):
         metrics = result[name]
-        assert set(metrics) >= {"reward", "valid", "p_increment", "accuracy"}
-        assert all(0 <= metrics[k] <= 1 for k in ("reward", "valid", "accuracy"))
+        assert set(metrics) >= {"greedy_reward", "sampled_reward", "valid", "p_increment", "sampled_accuracy"}
+        assert all(0 <= metrics[k] <= 1 for k in ("greedy_reward", "sampled_reward", "valid", "sampled_accuracy"))
     task = IncrementTask()
     assert result["exact_p_increment"]["base"] == task.p_increment
     assert result["exact_p_increment"]["dtm"] == pytest.approx(task.tilted_increment_probability(result["a_end"]))
     assert (out / "pretrain" / "model" / "config.json").is_file()
-    assert result["dtm"]["reward"] > result["base"]["reward"]  # tilting towards the reward raises it
+    assert result["dtm"]["sampled_reward"] > result["base"]["sampled_reward"]  # tilting towards the reward raises it
 
 
 def test_overrides_after_options_are_applied(tmp_path, config_file, capsys):
@@ -199,9 +183,9 @@ def test_overrides_after_options_are_applied(tmp_path, config_file, capsys):
 
 
 @pytest.mark.parametrize("method", ["dtm", "wd1", "dmpo", "gdsd"])
-def test_train_command_runs_the_method_of_the_config(small_model, tmp_path, capsys, method):
+def test_train_command_runs_the_method_of_the_config(base_model_dir, tmp_path, capsys, method):
     out = tmp_path / method
-    common = [f"base_model={small_model}", f"output_dir={out}", "seed=0", "--no-progress"]
+    common = [f"base_model={base_model_dir}", f"output_dir={out}", "seed=0", "--no-progress"]
     if method == "dtm":
         extra = ["a_end=1", "h=1", "steps_per_h=2", "buffer_prompts=8", "prompt_pool=16", "refresh_prompts=0"]
         extra += ["micro_batch=8", "eval_prompts=0"]

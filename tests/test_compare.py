@@ -13,7 +13,7 @@ import torch
 from dtm.config import ConfigError, load_config
 from dtm.config.sampling import SamplingConfig
 from dtm.heldout import diversity
-from dtm.models import TinyModelConfig, build_tiny_model, load_model, save_model
+from dtm.models import load_model, save_model
 from dtm.studies.compare import (
     CompareConfig,
     base_models,
@@ -26,15 +26,13 @@ from dtm.studies.compare import (
 from dtm.tasks.increment import IncrementTask
 from dtm.training import METHODS
 from dtm.training.trainer import evaluate
-
-TINY = TinyModelConfig(vocab_size=14, hidden_size=32, num_layers=1, num_heads=2, intermediate_size=64)
+from tests.shared import tiny_model
 
 
 @pytest.fixture(scope="module")
 def base_model(tmp_path_factory):
-    torch.manual_seed(0)
     path = tmp_path_factory.mktemp("base") / "model"
-    save_model(build_tiny_model(TINY), path)
+    save_model(tiny_model(0), path)
     return path
 
 
@@ -207,6 +205,19 @@ def test_comparison_smoke_run_writes_table_figure_and_both_budgets(tmp_path, bas
     assert (out / "reward_vs_rollouts.png").stat().st_size > 10_000
     with pytest.raises(FileExistsError):
         run_compare(cfg, progress=False)
+
+
+def test_a_methods_rows_do_not_depend_on_the_other_methods(tmp_path, base_model):
+    """Each run starts from its seed alone, so comparisons of different method sets on the same bases can be joined
+    (`dtm merge`) into the table that one comparison of all of them would give."""
+    options = {"seeds": [0], "budgets": ["rollouts"]}
+    together = tiny_compare(tmp_path / "a", base_model, methods=["dtm", "wd1", "dmpo"], **options)
+    alone = tiny_compare(tmp_path / "b", base_model, methods=["dmpo"], rollouts=48, **options)
+    together, alone = (run_compare(cfg, progress=False) for cfg in (together, alone))
+    timing = {"wall_time", "wall_time_std"}
+    for budget, method in (("base", "base"), ("rollouts", "dmpo")):
+        kept = {k: v for k, v in together[budget][method].items() if k not in timing}
+        assert kept == {k: v for k, v in alone[budget][method].items() if k not in timing}
 
 
 def test_compute_budget_derives_steps_from_each_equal_rollout_run(tmp_path, base_model):

@@ -12,6 +12,7 @@ from pathlib import Path
 import pytest
 
 from dtm.studies import compare, fit, maze
+from dtm.studies.merge import merge_results
 
 ROOT = Path(__file__).resolve().parents[1]
 DOCS = ROOT / "docs"
@@ -37,12 +38,12 @@ TABLES: list[tuple[str, str, Callable[[list], dict], Callable[[dict], str]]] = [
     ("docs/compare.md", "compare/maze-baselines-lr1e-4/results.json", compare.summarize, compare.markdown_tables),
     ("docs/compare.md", "compare/maze-peers/results.json", compare.summarize, compare.headline_table),
     ("docs/compare.md", "compare/maze-peers/results.json", compare.summarize, compare.markdown_tables),
+    ("docs/compare.md", "compare/maze-peers-lr1e-4/results.json", compare.summarize, compare.markdown_tables),
     ("docs/compare.md", "compare/sudoku/results.json", compare.summarize, compare.headline_table),
     ("docs/compare.md", "compare/sudoku/results.json", compare.summarize, compare.markdown_tables),
     ("README.md", "fit/maze/results.json", fit.summarize, lambda s: fit.phase_table(s["dtm"])),
-    ("README.md", "compare/maze/results.json", compare.summarize, compare.headline_table),
+    ("README.md", "compare/maze-all/results.json", compare.summarize, compare.headline_table),
     ("README.md", "compare/sudoku/results.json", compare.summarize, compare.headline_table),
-    ("README.md", "compare/maze-peers/results.json", compare.summarize, compare.headline_table),
     ("README.md", "maze-study/results.json", maze.summarize, maze.markdown_table),
 ]
 
@@ -67,3 +68,17 @@ def test_every_quoted_mean_and_std_comes_from_a_table(doc):
     quoted = set(re.findall(r"-?\d+\.\d+ ± \d+\.\d+", (ROOT / doc).read_text()))
     missing = sorted(q for q in quoted if q not in tables)
     assert not missing, f"{doc} quotes numbers that no results table holds: {missing}"
+
+
+MERGED = sorted(
+    path.parent.name for path in (DOCS / "compare").glob("*/results.json") if "sources" in json.loads(path.read_text())
+)
+
+
+@pytest.mark.parametrize("folder", MERGED)
+def test_merged_results_are_the_merge_of_their_sources(folder):
+    """A table merged by `dtm merge` must still be what its source comparisons give."""
+    saved = json.loads((DOCS / "compare" / folder / "results.json").read_text())
+    sources = saved.pop("sources")
+    results = [json.loads((ROOT / source / "results.json").read_text()) for source in sources]
+    assert json.loads(json.dumps(merge_results(results, sources))) == saved, f"docs/compare/{folder} is stale"

@@ -21,8 +21,9 @@ import torch
 import yaml
 from safetensors.torch import load_file
 
-from dtm.models import TinyModelConfig, build_tiny_model, save_model
+from dtm.models import save_model
 from dtm.training import checkpoint as ckpt
+from tests.shared import tiny_model
 
 WORKER = Path(__file__).with_name("kill_worker.py")
 MOMENTS = ("step", "log", "weights", "state", "synced", "prune")
@@ -74,9 +75,7 @@ def final_weights(run_dir) -> dict[str, torch.Tensor]:
 
 
 def test_sigkill_at_every_stage_of_a_checkpoint_never_loses_work(tmp_path):
-    torch.manual_seed(0)
-    tiny = TinyModelConfig(vocab_size=14, hidden_size=32, num_layers=2, num_heads=4, intermediate_size=64)
-    save_model(build_tiny_model(tiny), tmp_path / "base")
+    save_model(tiny_model(0), tmp_path / "base")
     for name in ("reference", "killed"):
         write_config(tmp_path / f"{name}.yaml", tmp_path / "base", tmp_path / name)
 

@@ -94,17 +94,18 @@ def test_study_smoke_run_writes_every_output(tmp_path):
     assert [run["seed"] for run in saved["runs"]] == [0, 1]
     for run in saved["runs"]:
         for name, row in run["results"].items():
-            for key in ("success", "mean_reward", "frac_shortest", "shortest_found", "tv_to_target", "exact_reward"):
+            bounded = ("success", "sampled_reward", "sampled_accuracy", "shortest_found", "tv_to_target")
+            for key in (*bounded, "exact_reward", "greedy_reward"):
                 assert 0.0 <= row[key] <= 1.0, (name, key)
-            assert row["frac_shortest"] <= row["success"]
+            assert row["sampled_accuracy"] <= row["success"]
             assert row["exact_reward"] <= row["target_reward"] + 1e-9 or name != "base"
             if name != "base":
                 assert row["rollouts"] > 0 and row["grad_norm_var"] >= 0 and row["compute_tokens"] > 0
         assert len(run["curves"]["small-h c=1"]["curve_step"]) == 4
     for name, entry in summary.items():
-        values = [run["results"][name]["mean_reward"] for run in saved["runs"]]
-        assert entry["mean_reward"]["mean"] == pytest.approx(sum(values) / 2)
-        assert entry["mean_reward"]["std"] == pytest.approx(abs(values[0] - values[1]) / math.sqrt(2))
+        values = [run["results"][name]["sampled_reward"] for run in saved["runs"]]
+        assert entry["sampled_reward"]["mean"] == pytest.approx(sum(values) / 2)
+        assert entry["sampled_reward"]["std"] == pytest.approx(abs(values[0] - values[1]) / math.sqrt(2))
     rows = (out / "results.csv").read_text().splitlines()
     assert rows[0].split(",") == ["arm", "seed"] + [key for key, _ in COLUMNS] and len(rows) == 1 + 2 * 5
     for figure in ("reward_vs_step.png", "diversity_vs_reward.png", "tv_to_target.png"):

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import math
-import os
 import re
 
 import pytest
@@ -17,11 +16,8 @@ from dtm.tasks.increment import IncrementTask
 from dtm.training.data import TokenDataset, from_task
 from dtm.training.pretrain import PretrainConfig, pretrain
 from dtm.training.schedule import lr_at
-from tests.shared import read_metrics
+from tests.shared import TINY, read_metrics
 
-os.environ.setdefault("HF_HUB_OFFLINE", "1")
-
-TINY = TinyModelConfig(hidden_size=32, num_layers=2, num_heads=4, intermediate_size=64)
 TRAIN_STEPS = 120
 
 

@@ -406,25 +406,30 @@ def write_outputs(
             writer = csv.DictWriter(f, fieldnames=list(table[-1]))
             writer.writeheader()
             writer.writerows(table)
-    base_reward = summary["base"]["base"]["greedy_reward"]
-    plot_reward_vs_rollouts(out / "reward_vs_rollouts.png", curves, base_reward, cfg.task)
     budget = summary["rollouts"][next(iter(summary["rollouts"]))]["rollouts"]
-    report = [
-        f"# {cfg.task}: DTM vs RL baselines",
-        "",
+    intro = (
         f"Base model of each seed {cfg.seeds}; equal rollouts: about {budget:.0f} per run; equal compute: every "
         "baseline spends the forward-token equivalents (forward tokens + 2 x backward tokens, rollouts included) of "
         f"DTM's run of the same seed. Held-out: {cfg.eval_prompts} prompts, greedy and {cfg.eval_samples} samples "
         f"each at temperature {run.sampling.temperature}; mean ± std over seeds. Wall time: training only, on this "
-        "machine.",
-        "",
-        headline_table(summary),
-        "",
-        markdown_tables(summary),
-        "",
-        "![held-out greedy reward vs rollouts](reward_vs_rollouts.png)",
-        "",
-    ]
+        "machine."
+    )
+    write_report(out, f"{cfg.task}: {', '.join(cfg.methods)}", intro, summary, curves, cfg.task)
+
+
+def write_report(
+    out: Path,
+    title: str,
+    intro: str,
+    summary: dict[str, dict[str, dict[str, Any]]],
+    curves: dict[str, dict[str, list[list[tuple[int, float]]]]],
+    task: str,
+) -> None:
+    """``report.md`` (the headline table and the full tables at every budget) and its figure."""
+    base_reward = summary["base"]["base"]["greedy_reward"]
+    plot_reward_vs_rollouts(out / "reward_vs_rollouts.png", curves, base_reward, task)
+    report = [f"# {title}", "", intro, "", headline_table(summary), "", markdown_tables(summary), ""]
+    report += ["![held-out greedy reward vs rollouts](reward_vs_rollouts.png)", ""]
     (out / "report.md").write_text("\n".join(report))
 
 

@@ -19,13 +19,11 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, ClassVar
 
-import torch
-
 from dtm.config import ConfigError, check, load_config, save_config, setting
 from dtm.config.sampling import SamplingConfig
+from dtm.heldout import HeldoutRollouts, heldout_rollouts, rollout_metrics
 from dtm.models import TinyModelConfig, load_model
 from dtm.models.base import DiffusionLM
-from dtm.rollouts import rollout
 from dtm.studies.figures import new_axes, save_figure
 from dtm.studies.maze_laws import (
     MazePaths,
@@ -162,46 +160,28 @@ def arms(cfg: MazeStudyConfig, out: Path, seed: int) -> dict[str, DTMConfig]:
     return configs
 
 
-@dataclass
-class PathSamples:
-    """``k`` sampled responses for each of N mazes: path keys (``INVALID`` for invalid ones) and rewards ``[N, k]``."""
-
-    keys: list[list[str]]
-    rewards: torch.Tensor
-
-
-def sample_paths(
-    model: DiffusionLM, task: MazeTask, prompts: PromptBatch, k: int, sampling: SamplingConfig, seed: int
-) -> PathSamples:
-    repeated = prompts.select(torch.arange(len(prompts)).repeat_interleave(k))
-    responses = rollout(model, repeated, sampling, torch.Generator().manual_seed(seed))
-    rewards = task.reward(responses, repeated.meta)
+def path_metrics(task: MazeTask, rollouts: HeldoutRollouts) -> dict[str, float]:
+    """Path metrics of the sampled held-out responses (``rollouts.samples`` per maze), averaged over mazes.
+    ``success``: valid paths; ``shortest_found``: distinct shortest paths sampled / shortest paths that exist;
+    ``shortest_entropy``: entropy of the sampled shortest paths / log(number that exist) (1 = spread evenly over all
+    of them, 0 = one path); ``path_entropy``: entropy (nats) of all sampled outcomes."""
+    k = rollouts.samples
+    rewards = task.reward(rollouts.sampled, rollouts.repeated.meta)
     flat = [
         path_key(row, meta) if r > 0 else INVALID
-        for row, r, meta in zip(responses, rewards.tolist(), repeated.meta, strict=True)
+        for row, r, meta in zip(rollouts.sampled, rewards.tolist(), rollouts.repeated.meta, strict=True)
     ]
-    keys = [flat[i * k : (i + 1) * k] for i in range(len(prompts))]
-    return PathSamples(keys, rewards.view(len(prompts), k))
-
-
-def path_metrics(samples: PathSamples, prompts: PromptBatch) -> dict[str, float]:
-    """Held-out metrics from ``k`` samples per maze, averaged over mazes. ``shortest_found``: distinct shortest paths
-    sampled / shortest paths that exist; ``shortest_entropy``: entropy of the sampled shortest paths / log(number
-    that exist) (1 = spread evenly over all of them, 0 = one path); ``path_entropy``: entropy (nats) of all
-    sampled outcomes."""
     found, shortest_entropy, path_entropy = [], [], []
-    for keys, rewards, meta in zip(samples.keys, samples.rewards, prompts.meta, strict=True):
-        shortest = [key for key, r in zip(keys, rewards.tolist(), strict=True) if r == 1.0]
+    for i, meta in enumerate(rollouts.prompts.meta):
+        keys, maze_rewards = flat[i * k : (i + 1) * k], rewards[i * k : (i + 1) * k].tolist()
+        shortest = [key for key, r in zip(keys, maze_rewards, strict=True) if r == 1.0]
         n_shortest = count_shortest_paths(meta)
         found.append(len(set(shortest)) / n_shortest)
         path_entropy.append(entropy(empirical(keys)))
         if shortest:
             shortest_entropy.append(entropy(empirical(shortest)) / math.log(n_shortest))
-    rewards = samples.rewards
     return {
         "success": (rewards > 0).float().mean().item(),
-        "mean_reward": rewards.mean().item(),
-        "frac_shortest": (rewards == 1.0).float().mean().item(),
         "shortest_found": statistics.fmean(found),
         "shortest_entropy": statistics.fmean(shortest_entropy) if shortest_entropy else 0.0,
         "path_entropy": statistics.fmean(path_entropy),
@@ -235,10 +215,11 @@ class EvalSet:
 def evaluate_model(
     model: DiffusionLM, task: MazeTask, cfg: MazeStudyConfig, held_out: EvalSet, seed: int
 ) -> dict[str, float]:
-    """Held-out path metrics from samples, and from exact laws: TV to rho_{a_end} ∝ p_base exp(a_end r), the exact
+    """The shared held-out metrics (:mod:`dtm.heldout`: greedy, and ``samples_per_maze`` samples per maze) with the
+    path metrics of the same samples, and from exact laws: TV to rho_{a_end} ∝ p_base exp(a_end r), the exact
     expected reward and E_rho[r]."""
-    samples = sample_paths(model, task, held_out.prompts, cfg.samples_per_maze, cfg.sampling, seed + 1)
-    metrics = path_metrics(samples, held_out.prompts)
+    rollouts = heldout_rollouts(model, held_out.prompts, cfg.sampling, cfg.samples_per_maze, seed + 1)
+    metrics = rollout_metrics(task, rollouts) | path_metrics(task, rollouts)
     paths = held_out.paths
     law = outcomes(path_law(model, paths, cfg.sampling))
     rho = tilted(outcomes(held_out.base_law), paths, cfg.a_end)
@@ -297,11 +278,12 @@ def run_maze_study(cfg: MazeStudyConfig, *, overwrite: bool = False, progress: b
 
 
 COLUMNS = [
+    ("greedy_reward", "greedy reward"),
     ("success", "success"),
-    ("mean_reward", "mean reward"),
+    ("sampled_reward", "mean reward"),
     ("exact_reward", "exact reward"),
     ("reward_ratio", "reward / E_rho[r]"),
-    ("frac_shortest", "shortest"),
+    ("sampled_accuracy", "shortest"),
     ("shortest_found", "shortest paths found"),
     ("shortest_entropy", "shortest-path entropy (norm.)"),
     ("path_entropy", "path entropy (nats)"),
@@ -359,16 +341,17 @@ def write_outputs(out: Path, cfg: MazeStudyConfig, runs: list[dict[str, Any]], s
                 writer.writerow([name, run["seed"]] + [row.get(key, "") for key, _ in COLUMNS])
     plot_figures(out, runs, summary)
     arm_names = [n for n in summary if n != "base"]
-    best = max(arm_names, key=lambda n: summary[n]["mean_reward"]["mean"])
+    best = max(arm_names, key=lambda n: summary[n]["sampled_reward"]["mean"])
     closest = min(arm_names, key=lambda n: summary[n]["tv_to_target"]["mean"])
     report = [
         "# Maze study",
         "",
         f"Seeds {cfg.seeds}, each with its own base model pretrained for {cfg.pretrain_steps} steps on random "
         f"self-avoiding walks; every arm tunes it to a = {cfg.a_end} in {cfg.total_steps} optimizer steps (small-h: "
-        f"h = {cfg.small_h}; one-phase: h = {cfg.a_end}). Held-out: {cfg.eval_mazes} mazes x {cfg.samples_per_maze} "
-        f"samples at temperature {cfg.sampling.temperature}; exact laws on {cfg.tv_mazes} distinct held-out mazes "
-        "(TV to rho_a, exact reward, E_rho[r]; the base row's TV is where every arm starts). Mean ± std over seeds.",
+        f"h = {cfg.small_h}; one-phase: h = {cfg.a_end}). Held-out: {cfg.eval_mazes} mazes, each decoded greedily and "
+        f"sampled {cfg.samples_per_maze} times at temperature {cfg.sampling.temperature}; exact laws on "
+        f"{cfg.tv_mazes} distinct held-out mazes (TV to rho_a, exact reward, E_rho[r]; the base row's TV is where "
+        "every arm starts). Mean ± std over seeds.",
         "",
         markdown_table(summary),
         "",
@@ -390,7 +373,7 @@ def plot_figures(out: Path, runs: list[dict[str, Any]], summary: dict[str, Any])
         steps = curves[0]["curve_step"]
         mean = [statistics.fmean(c["curve_reward"][i] for c in curves) for i in range(len(steps))]
         ax.plot(steps, mean, label=name, linestyle="-" if "small" in name else "--")
-    ax.axhline(summary["base"]["mean_reward"]["mean"], color="gray", linewidth=0.8, label="base (held-out)")
+    ax.axhline(summary["base"]["sampled_reward"]["mean"], color="gray", linewidth=0.8, label="base (held-out)")
     ax.set(xlabel="optimizer step", ylabel="buffer mean reward (teacher rollouts)", title="Reward during training")
     ax.legend(fontsize=7)
     save_figure(fig, out / "reward_vs_step.png")
@@ -398,9 +381,9 @@ def plot_figures(out: Path, runs: list[dict[str, Any]], summary: dict[str, Any])
     fig, ax = new_axes((5.5, 4))
     for name, row in summary.items():
         ax.errorbar(
-            row["mean_reward"]["mean"],
+            row["sampled_reward"]["mean"],
             row["shortest_entropy"]["mean"],
-            xerr=row["mean_reward"]["std"],
+            xerr=row["sampled_reward"]["std"],
             yerr=row["shortest_entropy"]["std"],
             label=name,
             marker="s" if name == "base" else "o",
