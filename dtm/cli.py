@@ -184,6 +184,15 @@ def cmd_merge(args: argparse.Namespace) -> None:
     print(f"report: {args.output_dir / 'report.md'}")
 
 
+def cmd_export(args: argparse.Namespace) -> None:
+    from dtm.export import export_run, push_to_hub
+
+    out = export_run(args.run_dir, args.out_dir, adapter=args.adapter, evals=args.eval, overwrite=args.overwrite)
+    print(f"exported {args.run_dir} to {out} (model card: {out / 'README.md'})")
+    if args.push_to_hub:
+        print(f"uploaded: {push_to_hub(out, args.push_to_hub, private=args.private)}")
+
+
 def cmd_config(args: argparse.Namespace) -> None:
     from dtm.config.fields import text
     from dtm.config.reference import KINDS, config_class, show
@@ -250,6 +259,18 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("folders", nargs="+", type=Path, help="folders written by `dtm study compare`")
     p.add_argument("--output-dir", type=Path, required=True, help="where results.json, report.md and the figure go")
     p.set_defaults(func=cmd_merge)
+
+    p = sub.add_parser("export", help="a finished run as a loadable folder with a model card (optionally uploaded)")
+    p.add_argument("run_dir", type=Path, help="output folder of `dtm train` (with final/)")
+    p.add_argument("out_dir", type=Path, help="folder to write: weights, tokenizer, training_config.yaml, README.md")
+    p.add_argument("--adapter", action="store_true", help="export the LoRA adapter alone (finetune: lora runs)")
+    p.add_argument(
+        "--eval", action="append", default=[], type=Path, help="a `dtm eval` output folder whose table goes in the card"
+    )
+    p.add_argument("--overwrite", action="store_true", help="replace out_dir if it exists")
+    p.add_argument("--push-to-hub", metavar="REPO", help="then upload the folder to this Hub repository")
+    p.add_argument("--private", action="store_true", help="with --push-to-hub: create the repository private")
+    p.set_defaults(func=cmd_export)
 
     p = sub.add_parser("config", help="list the config kinds, or every key of one (type, default, help)")
     config_sub = p.add_subparsers(dest="action", required=True)

@@ -7,6 +7,7 @@ import pytest
 import torch
 
 from dtm.config.sampling import SamplingConfig
+from dtm.models import load_tokenizer
 from dtm.tasks import build_task
 from dtm.tasks.text import get_text_task
 from dtm.tasks.tokenized import PromptTooLongError, TokenizedTextTask
@@ -96,3 +97,5 @@ def test_dtm_trains_on_a_text_task_from_a_model_folder_with_tokenizer(tmp_path):
     assert isinstance(trainer.task, TokenizedTextTask) and trainer.mask_id == char_tokenizer().mask_token_id
     trainer.train()
     assert trainer.state.step == 2 and trainer.state.reward_errors == 0 and trainer.state.rollouts == 8
+    saved = load_tokenizer(tmp_path / "run" / "final" / "model")  # the final folder is complete for `dtm eval`
+    assert saved is not None and saved.get_vocab() == char_tokenizer().get_vocab()

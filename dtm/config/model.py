@@ -15,7 +15,7 @@ if TYPE_CHECKING:
 
 @dataclass
 class LoadOptions:
-    """How to load a model folder (the ``model`` section of training configs, ``load`` of evaluation configs)."""
+    """How to load a model folder (the ``load`` section of training and evaluation configs)."""
 
     trust_remote_code: bool = setting(False, "run the modelling code shipped with the weights (LLaDA, Dream)")
     dtype: Dtype = setting("auto", "dtype of the weights (auto: the checkpoint's own)")

@@ -465,15 +465,18 @@ class Trainer(ABC):
         return self.raw_student
 
     def _save_final(self, folder: Path) -> None:
-        """The trained model as a plain model folder for ``load_model`` (LoRA: merged into a copy), plus its
-        adapter."""
+        """The trained model as a plain model folder for ``load_model`` (LoRA: merged into a copy), with the base
+        model's tokenizer when it has one (so ``dtm eval`` reads the folder alone), plus the LoRA adapter."""
         if not self.uses_lora:
             save_model(self.raw_student, folder / "model")
-            return
-        peft = self.raw_student.model
-        peft.save_pretrained(str(folder / "adapter"), selected_adapters=["student"])
-        merged = copy.deepcopy(peft).merge_and_unload(adapter_names=["student"])
-        save_model(DiffusionLM(merged, self.mask_id), folder / "model")
+        else:
+            peft = self.raw_student.model
+            peft.save_pretrained(str(folder / "adapter"), selected_adapters=["student"])
+            merged = copy.deepcopy(peft).merge_and_unload(adapter_names=["student"])
+            save_model(DiffusionLM(merged, self.mask_id), folder / "model")
+        tokenizer = load_tokenizer(self.cfg.base_model, self.cfg.load.trust_remote_code)
+        if tokenizer is not None:
+            tokenizer.save_pretrained(str(folder / "model"))
 
     # ---------------------------------------------------------------- checkpoints
 
