@@ -1,4 +1,5 @@
-"""What several test modules share: the tiny model shape, a fresh tiny model, and the reader of a run's metrics."""
+"""What several test modules share: the tiny model shape, a fresh tiny model, a one-phase DTM run config, and the
+reader of a run's metrics."""
 
 from __future__ import annotations
 
@@ -7,6 +8,8 @@ from pathlib import Path
 
 import torch
 
+from dtm.config.dtm import DTMConfig
+from dtm.config.sampling import SamplingConfig
 from dtm.models import TinyModelConfig, build_tiny_model
 from dtm.models.base import DiffusionLM
 
@@ -23,3 +26,24 @@ def tiny_model(seed: int = 0) -> DiffusionLM:
 def read_metrics(run_dir: Path) -> list[dict]:
     """The records of ``run_dir/metrics.jsonl``."""
     return [json.loads(line) for line in (run_dir / "metrics.jsonl").read_text().splitlines()]
+
+
+def one_phase_config(output_dir: Path, base_model: str | Path = "unused", **overrides) -> DTMConfig:
+    """A DTM run of one phase (h = a_end = 1) of 2 steps on the increment task, a buffer of 8 prompts x 2 without
+    refreshes, held-out evaluations on 8 prompts before and after: a complete run in a second or two."""
+    values = dict(
+        base_model=str(base_model),
+        output_dir=str(output_dir),
+        h=1.0,
+        a_end=1.0,
+        steps_per_h=2,
+        buffer_prompts=8,
+        buffer_completions=2,
+        refresh_every=0,
+        refresh_prompts=0,
+        prompt_pool=16,
+        micro_batch=8,
+        eval_prompts=8,
+        sampling=SamplingConfig(decode_batch=64),
+    )
+    return DTMConfig(**values | overrides)

@@ -13,32 +13,16 @@ from dtm.cli import main
 from dtm.config import load_config
 from dtm.config.evaluation import EvalConfig
 from dtm.config.run import LoraSection
-from dtm.config.sampling import SamplingConfig
 from dtm.evaluation import run_eval
 from dtm.export import export_run
 from dtm.models import load_model
 from dtm.training import load_train_config
 from dtm.training.dtm import DTMConfig, DTMTrainer
-from tests.shared import read_metrics
+from tests.shared import one_phase_config, read_metrics
 
 
 def train(base_model_dir, out, **overrides) -> DTMConfig:
-    values = dict(
-        base_model=str(base_model_dir),
-        output_dir=str(out),
-        h=1.0,
-        a_end=1.0,
-        steps_per_h=2,
-        buffer_prompts=8,
-        buffer_completions=2,
-        refresh_every=0,
-        refresh_prompts=0,
-        prompt_pool=16,
-        micro_batch=8,
-        eval_prompts=8,
-        sampling=SamplingConfig(decode_batch=64),
-    )
-    cfg = DTMConfig(**values | overrides)
+    cfg = one_phase_config(out, base_model_dir, **overrides)
     DTMTrainer(cfg, progress=False).train()
     return cfg
 

@@ -11,7 +11,7 @@ Dtype = Literal["auto", "float32", "bfloat16", "float16"]
 MixedPrecision = Literal["no", "bf16", "fp16"]
 PromptTruncation = Literal["error", "left"]
 Finetune = Literal["full", "lora"]
-Tracker = Literal["none", "tensorboard", "wandb"]
+Tracker = Literal["none", "tensorboard", "wandb", "trackio"]
 Split = Literal["train", "test"]
 
 # Every task name (the registry of dtm.tasks holds the classes; a test keeps the two equal).

@@ -94,7 +94,11 @@ class RunConfig:
     eval_every: int = setting(0, "also evaluate every this many steps (0 = only before and after training)")
     mixed_precision: MixedPrecision = setting("no", "autocast precision of forward passes (GPU)")
     gradient_checkpointing: bool = setting(False, "recompute activations in the backward pass to save memory")
-    log_with: Tracker = setting("none", "experiment tracker that also receives the metrics (needs its extra)")
+    log_with: Tracker = setting(
+        "none",
+        "experiment tracker that also receives the metrics (pip install 'dtm[trackers]'): tensorboard (event files in "
+        "output_dir/dtm), wandb (WANDB_MODE=offline works without an account) or trackio (local)",
+    )
 
     def __post_init__(self) -> None:
         check_task(self.task)

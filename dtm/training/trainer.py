@@ -17,7 +17,7 @@ import time
 from abc import ABC, abstractmethod
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
-from dataclasses import dataclass
+from dataclasses import dataclass, fields, is_dataclass
 from pathlib import Path
 from typing import Any
 
@@ -90,6 +90,24 @@ class TokenCounter:
 
     def __deepcopy__(self, memo: dict[int, Any]) -> TokenCounter:
         return self
+
+
+def tracker_config(cfg: RunConfig) -> dict[str, bool | int | float | str]:
+    """The run's settings as flat scalars for a tracker's hyperparameters (``sampling.gen_length``: 8; lists and
+    None as text), which every tracker accepts."""
+    flat: dict[str, bool | int | float | str] = {}
+
+    def add(prefix: str, value: Any) -> None:
+        if is_dataclass(value):
+            value = {f.name: getattr(value, f.name) for f in fields(value)}
+        if isinstance(value, dict):
+            for key, item in value.items():
+                add(f"{prefix}.{key}" if prefix else str(key), item)
+        else:
+            flat[prefix] = value if isinstance(value, bool | int | float | str) else str(value)
+
+    add("", cfg)
+    return flat
 
 
 def load_model_and_task(
@@ -361,7 +379,8 @@ class Trainer(ABC):
             save_config(self.cfg, self.out / "config.yaml")
             self.log.path.unlink(missing_ok=True)  # a run killed before its first checkpoint starts over
         if self.cfg.log_with != "none":
-            self.accelerator.init_trackers("dtm", config=json.loads(json.dumps(self.cfg.__dict__, default=str)))
+            run_name = {"wandb": {"name": self.out.name, "dir": str(self.out)}, "trackio": {"name": self.out.name}}
+            self.accelerator.init_trackers("dtm", config=tracker_config(self.cfg), init_kwargs=run_name)
 
     def _intact_checkpoint(self) -> Path | None:
         """The newest checkpoint whose files match its manifest: the main process first sets newer damaged ones aside
@@ -438,7 +457,8 @@ class Trainer(ABC):
     def _log(self, record: dict[str, Any]) -> None:
         self.log.write(record)
         if self.cfg.log_with != "none":
-            self.accelerator.log({k: v for k, v in record.items() if isinstance(v, int | float)}, step=record["step"])
+            scalars = {k: v for k, v in record.items() if isinstance(v, int | float) and k != "step"}
+            self.accelerator.log(scalars, step=record["step"])
 
     def _log_eval(self, tag: str) -> dict[str, float]:
         start = time.perf_counter()
