@@ -3,11 +3,12 @@
 # slow ones) in two worker processes of one torch thread each (a test file stays on one worker).
 # shellcheck source=scripts/venv.sh
 source "$(dirname "$0")/venv.sh"
-# The trackers extra, for the tests of log_with (pinned in requirements-trackers.txt; installed once per pin set).
-trackers=.venv/.trackers-$(sha256sum requirements-trackers.txt | cut -c1-16)
-if [ ! -f "$trackers" ]; then
-    .venv/bin/pip install --quiet -r requirements-trackers.txt
-    rm -f .venv/.trackers-* && touch "$trackers"
+# The optional extras (trackers, 4-bit), for their tests (pinned in requirements-optional.txt; installed once per pin
+# set).
+optional=.venv/.optional-$(sha256sum requirements-optional.txt | cut -c1-16)
+if [ ! -f "$optional" ]; then
+    .venv/bin/pip install --quiet -r requirements-optional.txt
+    rm -f .venv/.optional-* && touch "$optional"
 fi
 .venv/bin/ruff check .
 if ! command -v shellcheck >/dev/null; then

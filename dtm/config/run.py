@@ -96,7 +96,7 @@ class RunConfig:
     gradient_checkpointing: bool = setting(False, "recompute activations in the backward pass to save memory")
     log_with: Tracker = setting(
         "none",
-        "experiment tracker that also receives the metrics (pip install 'dtm[trackers]'): tensorboard (event files in "
+        "experiment tracker that also receives the metrics (the trackers extra): tensorboard (event files in "
         "output_dir/dtm), wandb (WANDB_MODE=offline works without an account) or trackio (local)",
     )
 

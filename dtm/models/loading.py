@@ -105,7 +105,7 @@ def has_shifted_logits(config: Any) -> bool:
 def four_bit_config() -> Any:
     """NF4 4-bit quantisation with double quantisation and bf16 compute (the paper's base model set-up)."""
     if importlib.util.find_spec("bitsandbytes") is None:
-        raise ImportError("load_in_4bit needs bitsandbytes and a CUDA GPU: pip install bitsandbytes")
+        raise ImportError("load_in_4bit needs bitsandbytes: pip install -r requirements-optional.txt (or bitsandbytes)")
     from transformers import BitsAndBytesConfig
 
     return BitsAndBytesConfig(
