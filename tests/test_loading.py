@@ -90,7 +90,12 @@ def test_missing_folder_names_the_path(tmp_path):
         load_model(tmp_path / "nope")
 
 
-@pytest.mark.skipif(importlib.util.find_spec("bitsandbytes") is not None, reason="bitsandbytes installed")
-def test_four_bit_without_bitsandbytes_says_how_to_install():
-    with pytest.raises(ImportError, match="pip install bitsandbytes"):
+def test_four_bit_without_bitsandbytes_says_how_to_install(monkeypatch):
+    find_spec = importlib.util.find_spec
+
+    def without_bitsandbytes(name, *args):
+        return None if name == "bitsandbytes" else find_spec(name, *args)
+
+    monkeypatch.setattr(importlib.util, "find_spec", without_bitsandbytes)
+    with pytest.raises(ImportError, match=r"pip install -r requirements-optional.txt \(or bitsandbytes\)"):
         four_bit_config()
