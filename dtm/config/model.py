@@ -19,7 +19,9 @@ class LoadOptions:
 
     trust_remote_code: bool = setting(False, "run the modelling code shipped with the weights (LLaDA, Dream)")
     dtype: Dtype = setting("auto", "dtype of the weights (auto: the checkpoint's own)")
-    load_in_4bit: bool = setting(False, "NF4 4-bit base with bf16 compute (needs bitsandbytes: the quantization extra; CPU or CUDA)")
+    load_in_4bit: bool = setting(
+        False, "NF4 4-bit base with bf16 compute (needs bitsandbytes, the quantization extra; CPU or CUDA)"
+    )
     mask_token_id: int | None = setting(
         None, "mask token id when neither config.json nor the tokenizer names one (LLaDA: 126336)"
     )
