@@ -246,7 +246,8 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser(
         "study",
         help="run a study end to end (maze: h and c vs reward, stability, mode collapse; "
-        "compare: DTM vs diffu-GRPO, wd1 and SPG at equal rollouts; fit: exact per-phase fit of DTM on mazes)",
+        "compare: DTM vs diffu-GRPO, wd1, SPG, DMPO and GDSD at equal rollouts and compute; "
+        "fit: exact per-phase fit of DTM on mazes)",
     )
     p.add_argument("name", choices=["maze", "compare", "fit"])
     _add_config_args(p, "compare", "seeds=[0]")
