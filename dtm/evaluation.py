@@ -153,6 +153,28 @@ def prompt_text(task: TokenTask, ids: torch.Tensor, mask: torch.Tensor, meta: di
     return task.render(ids[mask.bool()].tolist())
 
 
+class ForwardCounter:
+    """Counts a model's forward passes and the tokens they process (a forward pre-hook), so that the results table can
+    report what each sample cost to decode."""
+
+    def __init__(self, model: torch.nn.Module) -> None:
+        self.calls, self.tokens = 0, 0
+        self.handle = model.register_forward_pre_hook(self._count, with_kwargs=True)
+
+    def _count(self, module: torch.nn.Module, args: tuple, kwargs: dict[str, Any]) -> None:
+        self.calls += 1
+        self.tokens += (kwargs["input_ids"] if "input_ids" in kwargs else args[0]).numel()
+
+    def take(self) -> tuple[int, int]:
+        """(passes, tokens) since the last call."""
+        counts = self.calls, self.tokens
+        self.calls, self.tokens = 0, 0
+        return counts
+
+    def close(self) -> None:
+        self.handle.remove()
+
+
 def evaluate_length(
     cfg: EvalConfig,
     model: DiffusionLM,
@@ -176,11 +198,13 @@ def evaluate_length(
     _write_fingerprint(out, fingerprint)
     device = next(model.parameters()).device
     bar = tqdm(total=len(prompts), initial=done, desc=f"eval len {gen_length}", disable=not progress)
+    counter = ForwardCounter(model)
     with path.open("a") as f:
         for start in range(done - done % cfg.decode_batch, len(prompts), cfg.decode_batch):
             batch = prompts.select(range(start, min(start + cfg.decode_batch, len(prompts))))
             generator = torch.Generator(device=device).manual_seed(cfg.seed * 1_000_003 + start // cfg.decode_batch)
             responses = rollout(model, batch, sampling, generator)
+            passes, tokens = counter.take()  # every row goes through every pass of its batch
             scores = task.score(responses, batch.meta) if hasattr(task, "score") else None
             rewards = task.reward(responses, batch.meta)
             correct = task.is_correct(responses, batch.meta)
@@ -197,6 +221,8 @@ def evaluate_length(
                     "reward": float(rewards[i]),
                     "correct": bool(correct[i]),
                     "score": float(scores[i]) if scores is not None else float(correct[i]),
+                    "forward_passes": passes,
+                    "forward_tokens": tokens / len(batch),
                 }
                 f.write(json.dumps(record) + "\n")
                 records.append(record)
@@ -204,11 +230,15 @@ def evaluate_length(
             os.fsync(f.fileno())
             bar.update(len(batch) - max(0, done - start))
     bar.close()
+    counter.close()
     return records, done
 
 
 def summarize(cfg: EvalConfig, gen_length: int, records: list[dict[str, Any]], reused: int) -> dict[str, Any]:
+    """One row of the results table: the decoding settings, accuracy and reward, and the forward passes and tokens
+    that decoding a sample cost (means over the samples that recorded them)."""
     n = len(records)
+    costs = [r for r in records if "forward_passes" in r]
     return {
         "task": cfg.task,
         "style": cfg.task_options.get("style", "reasoning") if cfg.task not in _token_tasks() else "-",
@@ -216,6 +246,7 @@ def summarize(cfg: EvalConfig, gen_length: int, records: list[dict[str, Any]], r
         "steps": cfg.decode_steps_for(gen_length),
         "block_length": cfg.block_length,
         "temperature": cfg.temperature,
+        "remasking": cfg.remasking,
         "prefix_cache": cfg.prefix_cache,
         "checkpoint": cfg.model + (f" + {cfg.adapter}" if cfg.adapter else ""),
         "split": cfg.split,
@@ -223,6 +254,8 @@ def summarize(cfg: EvalConfig, gen_length: int, records: list[dict[str, Any]], r
         "accuracy": 100 * sum(r["score"] for r in records) / n,
         "exact": 100 * sum(r["correct"] for r in records) / n,
         "reward": sum(r["reward"] for r in records) / n,
+        "passes_per_sample": sum(r["forward_passes"] for r in costs) / len(costs) if costs else None,
+        "tokens_per_sample": sum(r["forward_tokens"] for r in costs) / len(costs) if costs else None,
         "reused": reused,
     }
 
@@ -234,13 +267,18 @@ def _token_tasks() -> set[str]:
 
 
 def markdown_table(rows: list[dict[str, Any]]) -> str:
-    head = "| task | style | length | steps | block | cache | checkpoint | n | accuracy % | exact % | mean reward |"
-    lines = [head, "|---|---|---:|---:|---:|---|---|---:|---:|---:|---:|"]
+    head = (
+        "| task | style | length | steps | block | remasking | temperature | cache | checkpoint | n | accuracy % | "
+        "exact % | mean reward | passes / sample | tokens / sample |"
+    )
+    lines = [head, "|---|---|---:|---:|---:|---|---:|---|---|---:|---:|---:|---:|---:|---:|"]
     for r in rows:
+        cost = [f"{r[k]:.1f}" if r[k] is not None else "-" for k in ("passes_per_sample", "tokens_per_sample")]
         lines.append(
             f"| {r['task']} | {r['style']} | {r['gen_length']} | {r['steps']} | {r['block_length']} | "
-            f"{'prefix' if r['prefix_cache'] else 'no'} | "
-            f"{r['checkpoint']} | {r['n']} | {r['accuracy']:.1f} | {r['exact']:.1f} | {r['reward']:.3f} |"
+            f"{r['remasking']} | {r['temperature']} | {'prefix' if r['prefix_cache'] else 'no'} | "
+            f"{r['checkpoint']} | {r['n']} | {r['accuracy']:.1f} | {r['exact']:.1f} | {r['reward']:.3f} | "
+            f"{cost[0]} | {cost[1]} |"
         )
     return "\n".join(lines)
 
