@@ -26,7 +26,7 @@ from tqdm.auto import tqdm
 
 from dtm.config import check, save_config, to_dict
 from dtm.config.evaluation import EvalConfig
-from dtm.models.base import DiffusionLM
+from dtm.models.base import DiffusionLM, input_tokens
 from dtm.models.loading import load_tokenizer, model_mask_token_id
 from dtm.rollouts import rollout
 from dtm.tasks import TokenTask, build_task
@@ -154,25 +154,29 @@ def prompt_text(task: TokenTask, ids: torch.Tensor, mask: torch.Tensor, meta: di
 
 
 class ForwardCounter:
-    """Counts a model's forward passes and the tokens they process (a forward pre-hook), so that the results table can
-    report what each sample cost to decode."""
+    """Counts a model's forward passes and the tokens they process (a forward pre-hook, removed when the ``with``
+    block ends), so that the results table can report what each sample cost to decode."""
 
     def __init__(self, model: torch.nn.Module) -> None:
+        self.model = model
         self.calls, self.tokens = 0, 0
-        self.handle = model.register_forward_pre_hook(self._count, with_kwargs=True)
+
+    def __enter__(self) -> ForwardCounter:
+        self.handle = self.model.register_forward_pre_hook(self._count, with_kwargs=True)
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.handle.remove()
 
     def _count(self, module: torch.nn.Module, args: tuple, kwargs: dict[str, Any]) -> None:
         self.calls += 1
-        self.tokens += (kwargs["input_ids"] if "input_ids" in kwargs else args[0]).numel()
+        self.tokens += input_tokens(args, kwargs)
 
     def take(self) -> tuple[int, int]:
         """(passes, tokens) since the last call."""
         counts = self.calls, self.tokens
         self.calls, self.tokens = 0, 0
         return counts
-
-    def close(self) -> None:
-        self.handle.remove()
 
 
 def evaluate_length(
@@ -198,8 +202,7 @@ def evaluate_length(
     _write_fingerprint(out, fingerprint)
     device = next(model.parameters()).device
     bar = tqdm(total=len(prompts), initial=done, desc=f"eval len {gen_length}", disable=not progress)
-    counter = ForwardCounter(model)
-    with path.open("a") as f:
+    with ForwardCounter(model) as counter, path.open("a") as f:
         for start in range(done - done % cfg.decode_batch, len(prompts), cfg.decode_batch):
             batch = prompts.select(range(start, min(start + cfg.decode_batch, len(prompts))))
             generator = torch.Generator(device=device).manual_seed(cfg.seed * 1_000_003 + start // cfg.decode_batch)
@@ -230,7 +233,6 @@ def evaluate_length(
             os.fsync(f.fileno())
             bar.update(len(batch) - max(0, done - start))
     bar.close()
-    counter.close()
     return records, done
 
 

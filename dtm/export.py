@@ -15,15 +15,17 @@ import shutil
 from collections.abc import Sequence
 from pathlib import Path
 
-import yaml
 from huggingface_hub import ModelCard, ModelCardData
 
-from dtm.config import save_config
+from dtm.config import load_config, save_config
+from dtm.config.evaluation import EvalConfig
 from dtm.config.run import RunConfig
+from dtm.evaluation import CONFIG_FILE as EVAL_CONFIG_FILE
 from dtm.evaluation import resolve_adapter
 from dtm.models.loading import has_tokenizer, load_tokenizer
 from dtm.training import checkpoint as ckpt
 from dtm.training import load_train_config
+from dtm.training.logging import check_run_dir, prepare_run_dir, read_metrics
 
 METHOD_TITLES = {
     "dtm": "Discrete Tilt Matching (DTM)",
@@ -55,11 +57,10 @@ def check_export(run_dir: Path, out_dir: Path, adapter: bool, evals: Sequence[Pa
             "continue it with `dtm train --config CONFIG --resume`)"
         )
     for folder in evals:
-        for name in ("results.md", "eval_config.yaml"):
+        for name in ("results.md", EVAL_CONFIG_FILE):
             if not (folder / name).is_file():
                 raise FileNotFoundError(f"--eval: {folder / name} not found (give an output folder of `dtm eval`)")
-    if out_dir.exists() and any(out_dir.iterdir()) and not overwrite:
-        raise FileExistsError(f"{out_dir} exists and is not empty; pass --overwrite to replace it")
+    check_run_dir(out_dir, overwrite=overwrite, resumable=False)
     return cfg
 
 
@@ -75,10 +76,9 @@ def export_run(
     it. ``evals``: output folders of ``dtm eval`` whose result tables go into the card."""
     run_dir, out_dir, evals = Path(run_dir), Path(out_dir), [Path(e) for e in evals]
     cfg = check_export(run_dir, out_dir, adapter, evals, overwrite)
-    if out_dir.exists():
-        shutil.rmtree(out_dir)
+    prepare_run_dir(out_dir, overwrite=overwrite, resumable=False)
     source = resolve_adapter(run_dir / "final" / "adapter") if adapter else run_dir / "final" / "model"
-    shutil.copytree(source, out_dir)
+    shutil.copytree(source, out_dir, dirs_exist_ok=True)
     if not has_tokenizer(out_dir):  # runs saved before final/ held the tokenizer
         tokenizer = load_tokenizer(cfg.base_model, cfg.load.trust_remote_code)
         if tokenizer is not None:
@@ -99,13 +99,14 @@ def model_card(cfg: RunConfig, run_dir: Path, out_dir: Path, adapter: bool, eval
         tags=["dtm", "masked-diffusion", "diffusion-language-model", cfg.method],
     )
     base = f"`{cfg.base_model}`" + (" (a local folder)" if local_base else "")
-    evaluation = _training_eval(cfg, run_dir)
+    records = read_metrics(run_dir / "metrics.jsonl")
+    evaluation = _training_eval(cfg, records)
     for folder in evals:
-        settings = yaml.safe_load((folder / "eval_config.yaml").read_text())
+        settings = load_config(EvalConfig, folder / EVAL_CONFIG_FILE)
         evaluation += [
             "",
-            f"`dtm eval` on {settings.get('task')} ({settings.get('split')} split, "
-            f"temperature {settings.get('temperature')}, remasking {settings.get('remasking')}):",
+            f"`dtm eval` on {settings.task} ({settings.split} split, temperature {settings.temperature}, "
+            f"remasking {settings.remasking}):",
             "",
             (folder / "results.md").read_text().strip(),
         ]
@@ -143,7 +144,7 @@ def model_card(cfg: RunConfig, run_dir: Path, out_dir: Path, adapter: bool, eval
         f"- **Data:** the training split of the `{cfg.task}` task"
         + (f" with options `{json.dumps(cfg.task_options)}`" if cfg.task_options else "")
         + f", a pool of {cfg.prompt_pool} prompts; the reward is the task's own",
-        f"- **Run:** {_run_summary(cfg, run_dir)}",
+        f"- **Run:** {_run_summary(cfg, run_dir, records)}",
         "- **Settings:** every key in `training_config.yaml`; `dtm train --config training_config.yaml` reruns it "
         "(same seed, same numbers on the same machine)",
         "",
@@ -163,9 +164,8 @@ def model_card(cfg: RunConfig, run_dir: Path, out_dir: Path, adapter: bool, eval
     return ModelCard("\n".join(body))
 
 
-def _training_eval(cfg: RunConfig, run_dir: Path) -> list[str]:
-    """The run's held-out evaluation before and after training, as logged in ``metrics.jsonl``."""
-    records = [json.loads(line) for line in (run_dir / "metrics.jsonl").read_text().splitlines()]
+def _training_eval(cfg: RunConfig, records: list[dict]) -> list[str]:
+    """The run's held-out evaluation before and after training, from its ``metrics.jsonl`` ``records``."""
     evals = {r["eval"]: r for r in records if r.get("eval") in ("base", "final")}
     if not evals:
         return ["The run logged no held-out evaluation (`eval_prompts: 0`)."]
@@ -185,13 +185,13 @@ def _training_eval(cfg: RunConfig, run_dir: Path) -> list[str]:
     return lines
 
 
-def _run_summary(cfg: RunConfig, run_dir: Path) -> str:
-    """Steps, rollouts, compute and training time from the run's last checkpoint, else from its log."""
+def _run_summary(cfg: RunConfig, run_dir: Path, records: list[dict]) -> str:
+    """Steps, rollouts, compute and training time from the run's last checkpoint, else from its log ``records``."""
     last = ckpt.latest_checkpoint(run_dir)
     if last is not None and (last / "trainer_state.json").is_file():
         state = json.loads((last / "trainer_state.json").read_text())
     else:
-        state = [r for r in map(json.loads, (run_dir / "metrics.jsonl").read_text().splitlines()) if "loss" in r][-1]
+        state = [r for r in records if "loss" in r][-1]
     step = state["step"]
     inner = getattr(cfg, "inner_updates", None)
     parts = [f"{step} optimizer steps" if inner is None else f"{step} rollout batches ({step * inner} optimizer steps)"]

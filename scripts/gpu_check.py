@@ -158,7 +158,8 @@ def decode_check(model, task: IncrementTask, args: argparse.Namespace) -> list[d
                 decode_batch=args.rollouts,
             )
             start = time.perf_counter()
-            responses = rollout(model, prompts, sampling, torch.Generator(device="cpu").manual_seed(0))
+            generator = torch.Generator(device=next(model.parameters()).device).manual_seed(0)
+            responses = rollout(model, prompts, sampling, generator)
             if torch.cuda.is_available():
                 torch.cuda.synchronize()
             seconds = time.perf_counter() - start

@@ -3,7 +3,6 @@ reader of a run's metrics."""
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 
 import torch
@@ -12,6 +11,7 @@ from dtm.config.dtm import DTMConfig
 from dtm.config.sampling import SamplingConfig
 from dtm.models import TinyModelConfig, build_tiny_model
 from dtm.models.base import DiffusionLM
+from dtm.training.logging import read_metrics as logged_metrics
 
 # The built-in model for the 14-token increment task, small enough for a CPU test to train it in seconds.
 TINY = TinyModelConfig(vocab_size=14, hidden_size=64, num_layers=2, num_heads=4, intermediate_size=128)
@@ -25,7 +25,7 @@ def tiny_model(seed: int = 0) -> DiffusionLM:
 
 def read_metrics(run_dir: Path) -> list[dict]:
     """The records of ``run_dir/metrics.jsonl``."""
-    return [json.loads(line) for line in (run_dir / "metrics.jsonl").read_text().splitlines()]
+    return logged_metrics(run_dir / "metrics.jsonl")
 
 
 def one_phase_config(output_dir: Path, base_model: str | Path = "unused", **overrides) -> DTMConfig:

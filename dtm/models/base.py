@@ -91,3 +91,9 @@ def _cache_kwargs(module: nn.Module, past_key_values: Cache | None) -> dict[str,
     if getattr(getattr(module, "config", None), "use_cache", False):
         return {"use_cache": False}
     return {}
+
+
+def input_tokens(args: tuple, kwargs: dict[str, Any]) -> int:
+    """Tokens in one call of a :class:`DiffusionLM` (its ``input_ids``, by keyword or first positional), for the
+    forward pre-hooks that count compute."""
+    return (kwargs["input_ids"] if "input_ids" in kwargs else args[0]).numel()

@@ -34,7 +34,7 @@ from dtm.studies.figures import new_axes, save_figure
 from dtm.studies.parallel import map_seeds
 from dtm.tasks.base import PromptBatch, TokenTask
 from dtm.training import METHODS, load_train_config, make_trainer
-from dtm.training.logging import prepare_run_dir
+from dtm.training.logging import prepare_run_dir, read_metrics
 from dtm.training.pretrain import PretrainConfig, pretrain
 from dtm.training.trainer import RunConfig, load_model_and_task
 
@@ -204,8 +204,7 @@ def _with_budget(run: RunConfig, budget: int) -> RunConfig:
 
 def eval_curve(metrics_file: Path) -> list[tuple[int, float]]:
     """(rollouts, held-out greedy reward) of every evaluation a run logged."""
-    records = [json.loads(line) for line in metrics_file.read_text().splitlines()]
-    return [(r["rollouts"], r["eval_reward_greedy"]) for r in records if "eval" in r]
+    return [(r["rollouts"], r["eval_reward_greedy"]) for r in read_metrics(metrics_file) if "eval" in r]
 
 
 def run_compare(cfg: CompareConfig, *, overwrite: bool = False, progress: bool = True) -> dict[str, Any]:

@@ -41,7 +41,7 @@ from dtm.studies.parallel import map_seeds
 from dtm.tasks.base import PromptBatch
 from dtm.tasks.maze import MazeTask, count_shortest_paths, path_key
 from dtm.training.dtm import DTMConfig, DTMTrainer
-from dtm.training.logging import prepare_run_dir
+from dtm.training.logging import prepare_run_dir, read_metrics
 from dtm.training.pretrain import PretrainConfig, pretrain
 
 INVALID = "<invalid>"
@@ -190,8 +190,7 @@ def path_metrics(task: MazeTask, rollouts: HeldoutRollouts) -> dict[str, float]:
 
 def training_stability(metrics_file: Path) -> dict[str, Any]:
     """Curves and spread of one arm's training log."""
-    records = [json.loads(line) for line in metrics_file.read_text().splitlines()]
-    steps = [r for r in records if "loss" in r]
+    steps = [r for r in read_metrics(metrics_file) if "loss" in r]
     grad = [r["grad_norm"] for r in steps]
     return {
         "curve_step": [r["step"] for r in steps],

@@ -79,6 +79,11 @@ def prepare_run_dir(
     return path
 
 
+def read_metrics(path: str | Path) -> list[dict[str, Any]]:
+    """The records of a ``metrics.jsonl`` file, in order."""
+    return [json.loads(line) for line in Path(path).read_text().splitlines()]
+
+
 class MetricsLog:
     """Append one JSON object per call to ``metrics.jsonl`` (flushed, so a crash keeps every written line)."""
 

@@ -17,7 +17,7 @@ import time
 from abc import ABC, abstractmethod
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
-from dataclasses import dataclass, fields, is_dataclass
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -27,12 +27,12 @@ from peft import LoraConfig, prepare_model_for_kbit_training
 from safetensors.torch import load_file, save_file
 from tqdm.auto import tqdm
 
-from dtm.config import check, save_config
+from dtm.config import check, save_config, to_dict
 from dtm.config.run import RunConfig
 from dtm.config.sampling import SamplingConfig
 from dtm.heldout import heldout_metrics
 from dtm.models import save_model
-from dtm.models.base import DiffusionLM
+from dtm.models.base import DiffusionLM, input_tokens
 from dtm.models.loading import load_tokenizer, model_mask_token_id
 from dtm.rollouts import rollout
 from dtm.tasks import build_task
@@ -83,7 +83,7 @@ class TokenCounter:
     def __call__(self, module: torch.nn.Module, args: tuple, kwargs: dict[str, Any]) -> None:
         if not self.enabled or self.state is None:
             return
-        tokens = (kwargs["input_ids"] if "input_ids" in kwargs else args[0]).numel()
+        tokens = input_tokens(args, kwargs)
         self.state.forward_tokens += tokens
         if torch.is_grad_enabled():
             self.state.backward_tokens += tokens
@@ -98,15 +98,13 @@ def tracker_config(cfg: RunConfig) -> dict[str, bool | int | float | str]:
     flat: dict[str, bool | int | float | str] = {}
 
     def add(prefix: str, value: Any) -> None:
-        if is_dataclass(value):
-            value = {f.name: getattr(value, f.name) for f in fields(value)}
         if isinstance(value, dict):
             for key, item in value.items():
                 add(f"{prefix}.{key}" if prefix else str(key), item)
         else:
             flat[prefix] = value if isinstance(value, bool | int | float | str) else str(value)
 
-    add("", cfg)
+    add("", to_dict(cfg))
     return flat
 
 
