@@ -1,7 +1,7 @@
 """Approximate prefix caching in SAR decoding: speed-up over the uncached sampler and agreement of greedy outputs.
 
 Both runs use ``dtm.diffusion.sampler.generate`` on the same left-padded prompts and model; the cached run passes
-``prefix_cache=True``: per block, one full pass fills a key/value cache for the prompt and finished blocks, and the
+``cache="prefix"``: per block, one full pass fills a key/value cache for the prompt and finished blocks, and the
 block's later rounds run only the block and the positions after it. Prefix keys/values go stale within a block
 (attention is bidirectional), so outputs may differ: the benchmark reports the fraction of response tokens, of first
 blocks and of whole responses that equal the uncached ones. The model has random weights drawn with std ``--init-std``:
@@ -46,7 +46,7 @@ def main() -> None:
             args.steps,
             mask_token_id=mask_id,
             attention_mask=attention_mask,
-            prefix_cache=prefix_cache,
+            cache="prefix" if prefix_cache else "none",
         )
         return out[:, args.prompt :]
 

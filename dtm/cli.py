@@ -124,6 +124,9 @@ def cmd_sample(args: argparse.Namespace) -> None:
         decode_steps=cfg.decode_steps,
         temperature=cfg.temperature,
         remasking=cfg.remasking,
+        threshold=cfg.threshold,
+        cache=cfg.cache,
+        cache_refresh=cfg.cache_refresh,
     )
     model = load_model(cfg.model)
     vocab = model.model.get_input_embeddings().num_embeddings

@@ -26,7 +26,9 @@ from tqdm.auto import tqdm
 
 from dtm.config import check, save_config, to_dict
 from dtm.config.evaluation import EvalConfig
-from dtm.models.base import DiffusionLM, input_tokens
+from dtm.diffusion.sampler import DecodeStats
+from dtm.memory_plan import ModelShape
+from dtm.models.base import DiffusionLM
 from dtm.models.loading import load_tokenizer, model_mask_token_id
 from dtm.rollouts import rollout
 from dtm.tasks import TokenTask, build_task
@@ -153,30 +155,14 @@ def prompt_text(task: TokenTask, ids: torch.Tensor, mask: torch.Tensor, meta: di
     return task.render(ids[mask.bool()].tolist())
 
 
-class ForwardCounter:
-    """Counts a model's forward passes and the tokens they process (a forward pre-hook, removed when the ``with``
-    block ends), so that the results table can report what each sample cost to decode."""
-
-    def __init__(self, model: torch.nn.Module) -> None:
-        self.model = model
-        self.calls, self.tokens = 0, 0
-
-    def __enter__(self) -> ForwardCounter:
-        self.handle = self.model.register_forward_pre_hook(self._count, with_kwargs=True)
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self.handle.remove()
-
-    def _count(self, module: torch.nn.Module, args: tuple, kwargs: dict[str, Any]) -> None:
-        self.calls += 1
-        self.tokens += input_tokens(args, kwargs)
-
-    def take(self) -> tuple[int, int]:
-        """(passes, tokens) since the last call."""
-        counts = self.calls, self.tokens
-        self.calls, self.tokens = 0, 0
-        return counts
+def decoding_flops(model: DiffusionLM, stats: DecodeStats) -> torch.Tensor | None:
+    """Model FLOPs of each row's decoding (``[B]`` float64), or None when the model's config does not give the shape
+    (e.g. a remote-code config with other field names)."""
+    try:
+        shape = ModelShape.from_hf_config(model.config)
+    except AttributeError:
+        return None
+    return shape.forward_flops(stats.tokens.double(), stats.attention_pairs.double(), stats.head_positions.double())
 
 
 def evaluate_length(
@@ -202,12 +188,13 @@ def evaluate_length(
     _write_fingerprint(out, fingerprint)
     device = next(model.parameters()).device
     bar = tqdm(total=len(prompts), initial=done, desc=f"eval len {gen_length}", disable=not progress)
-    with ForwardCounter(model) as counter, path.open("a") as f:
+    with path.open("a") as f:
         for start in range(done - done % cfg.decode_batch, len(prompts), cfg.decode_batch):
             batch = prompts.select(range(start, min(start + cfg.decode_batch, len(prompts))))
             generator = torch.Generator(device=device).manual_seed(cfg.seed * 1_000_003 + start // cfg.decode_batch)
-            responses = rollout(model, batch, sampling, generator)
-            passes, tokens = counter.take()  # every row goes through every pass of its batch
+            stats = DecodeStats.zeros(len(batch))
+            responses = rollout(model, batch, sampling, generator, stats=stats)
+            flops = decoding_flops(model, stats)
             scores = task.score(responses, batch.meta) if hasattr(task, "score") else None
             rewards = task.reward(responses, batch.meta)
             correct = task.is_correct(responses, batch.meta)
@@ -224,8 +211,9 @@ def evaluate_length(
                     "reward": float(rewards[i]),
                     "correct": bool(correct[i]),
                     "score": float(scores[i]) if scores is not None else float(correct[i]),
-                    "forward_passes": passes,
-                    "forward_tokens": tokens / len(batch),
+                    "forward_passes": int(stats.passes[i]),
+                    "forward_tokens": int(stats.tokens[i]),
+                    "forward_flops": None if flops is None else float(flops[i]),
                 }
                 f.write(json.dumps(record) + "\n")
                 records.append(record)
@@ -249,7 +237,9 @@ def summarize(cfg: EvalConfig, gen_length: int, records: list[dict[str, Any]], r
         "block_length": cfg.block_length,
         "temperature": cfg.temperature,
         "remasking": cfg.remasking,
-        "prefix_cache": cfg.prefix_cache,
+        "threshold": cfg.threshold,
+        "cache": cfg.cache,
+        "cache_refresh": cfg.cache_refresh,
         "checkpoint": cfg.model + (f" + {cfg.adapter}" if cfg.adapter else ""),
         "split": cfg.split,
         "n": n,
@@ -258,8 +248,24 @@ def summarize(cfg: EvalConfig, gen_length: int, records: list[dict[str, Any]], r
         "reward": sum(r["reward"] for r in records) / n,
         "passes_per_sample": sum(r["forward_passes"] for r in costs) / len(costs) if costs else None,
         "tokens_per_sample": sum(r["forward_tokens"] for r in costs) / len(costs) if costs else None,
+        "flops_per_sample": _mean_flops(costs),
         "reused": reused,
     }
+
+
+def _mean_flops(records: list[dict[str, Any]]) -> float | None:
+    flops = [r.get("forward_flops") for r in records]
+    if not flops or any(f is None for f in flops):
+        return None
+    return sum(flops) / len(flops)
+
+
+def decoding_label(row: dict[str, Any]) -> str:
+    """The decoding options of a results row in a few characters: ``fixed`` or ``tau=0.9``, then the cache and its
+    refresh interval (``dual/4``; ``/0`` refreshes at block starts only)."""
+    rounds = "fixed" if row.get("threshold") is None else f"tau={row['threshold']}"
+    cache = row.get("cache", "none")
+    return rounds if cache == "none" else f"{rounds}, {cache}/{row.get('cache_refresh', 0)}"
 
 
 def _token_tasks() -> set[str]:
@@ -270,17 +276,19 @@ def _token_tasks() -> set[str]:
 
 def markdown_table(rows: list[dict[str, Any]]) -> str:
     head = (
-        "| task | style | length | steps | block | remasking | temperature | cache | checkpoint | n | accuracy % | "
-        "exact % | mean reward | passes / sample | tokens / sample |"
+        "| task | style | length | steps | block | remasking | temperature | decoding | checkpoint | n | accuracy % | "
+        "exact % | mean reward | passes / sample | tokens / sample | FLOPs / sample |"
     )
-    lines = [head, "|---|---|---:|---:|---:|---|---:|---|---|---:|---:|---:|---:|---:|---:|"]
+    lines = [head, "|---|---|---:|---:|---:|---|---:|---|---|---:|---:|---:|---:|---:|---:|---:|"]
     for r in rows:
-        cost = [f"{r[k]:.1f}" if r[k] is not None else "-" for k in ("passes_per_sample", "tokens_per_sample")]
+        cost = [f"{r[k]:.1f}" if r.get(k) is not None else "-" for k in ("passes_per_sample", "tokens_per_sample")]
+        cost.append(f"{r['flops_per_sample']:.3g}" if r.get("flops_per_sample") is not None else "-")
+        steps = r["steps"] if r.get("threshold") is None else "adaptive"
         lines.append(
-            f"| {r['task']} | {r['style']} | {r['gen_length']} | {r['steps']} | {r['block_length']} | "
-            f"{r['remasking']} | {r['temperature']} | {'prefix' if r['prefix_cache'] else 'no'} | "
+            f"| {r['task']} | {r['style']} | {r['gen_length']} | {steps} | {r['block_length']} | "
+            f"{r['remasking']} | {r['temperature']} | {decoding_label(r)} | "
             f"{r['checkpoint']} | {r['n']} | {r['accuracy']:.1f} | {r['exact']:.1f} | {r['reward']:.3f} | "
-            f"{cost[0]} | {cost[1]} |"
+            f"{cost[0]} | {cost[1]} | {cost[2]} |"
         )
     return "\n".join(lines)
 

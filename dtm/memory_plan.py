@@ -80,6 +80,18 @@ class ModelShape:
     def params(self) -> int:
         return self.linear_params() + self.other_params()
 
+    def forward_flops(self, tokens: Any, attention_pairs: Any, head_positions: Any) -> Any:
+        """Model FLOPs of forward passes (multiply-adds count 2): ``tokens`` positions through the layers' projections,
+        ``attention_pairs`` query-key pairs per layer (scores and the weighted sum of values: 4 h FLOPs each) and
+        ``head_positions`` through the output head. Norms, activations and softmax are left out (a few FLOPs per
+        element against h per element for the matmuls). Works elementwise on numbers or tensors."""
+        h = self.hidden_size
+        return (
+            2 * tokens * (self.linear_params())
+            + 4 * attention_pairs * h * self.num_layers
+            + 2 * head_positions * h * self.vocab_size
+        )
+
     def lora_params(self, r: int, targets: tuple[str, ...] = LORA_TARGETS) -> int:
         """Parameters of one LoRA adapter: r (in + out) per adapted projection."""
         shapes = self.linear_shapes()

@@ -5,7 +5,7 @@ from __future__ import annotations
 import torch
 
 from dtm.config.sampling import SamplingConfig
-from dtm.diffusion.sampler import generate
+from dtm.diffusion.sampler import DecodeStats, generate
 from dtm.models.base import DiffusionLM
 from dtm.tasks.base import PromptBatch
 
@@ -17,8 +17,10 @@ def rollout(
     sampling: SamplingConfig,
     generator: torch.Generator | None = None,
     temperature: float | None = None,
+    stats: DecodeStats | None = None,
 ) -> torch.Tensor:
-    """Decode one response per prompt; return response ids ``[N, gen_length]`` on the CPU."""
+    """Decode one response per prompt; return response ids ``[N, gen_length]`` on the CPU. ``stats`` (one row per
+    prompt), if given, accumulates what each response cost to decode."""
     device = next(model.parameters()).device
     was_training = model.training
     model.eval()
@@ -37,7 +39,10 @@ def rollout(
             remasking=sampling.remasking,
             attention_mask=prompts.attention_mask[chunk].to(device),
             generator=generator,
-            prefix_cache=sampling.prefix_cache,
+            threshold=sampling.threshold,
+            cache=sampling.cache,
+            cache_refresh=sampling.cache_refresh,
+            stats=None if stats is None else stats.rows(chunk),
         )
         out.append(x[:, ids.shape[1] :].cpu())
     model.train(was_training)

@@ -7,8 +7,9 @@ layers and random weights, and on each:
 - runs DTM steps (LoRA student and teacher) in bf16, and on a 4-bit NF4 base with gradient checkpointing, measuring
   the peak GPU memory of the run against ``dtm.memory_plan``'s prediction for the same model and batch shape (the
   plan covers the training step; the peak also holds the rollouts' decoding, so it may be higher);
-- decodes rollouts with every sampler option (confidence-ordered and random-order remasking, with and without the
-  prefix cache), measuring generated tokens per second.
+- decodes rollouts with every sampler option (confidence-ordered and random-order remasking; fixed schedule or
+  confidence threshold 0.9; no cache, prefix or dual cache), measuring generated tokens per second and forward passes
+  per token.
 
 It prints one table and writes the numbers as JSON. The task is ``increment`` with long prompts and responses
 (``--prompt-digits``, ``--gen-length``), so the batch has the shape of a real one while the model needs no tokenizer.
@@ -22,6 +23,7 @@ then not measured).
 from __future__ import annotations
 
 import argparse
+import itertools
 import json
 import tempfile
 import time
@@ -34,6 +36,7 @@ from dtm.config.dtm import DTMConfig
 from dtm.config.model import LoadOptions, TinyModelConfig
 from dtm.config.run import LoraSection
 from dtm.config.sampling import SamplingConfig
+from dtm.diffusion.sampler import DecodeStats
 from dtm.memory_plan import ModelShape, StepShape, memory_plan
 from dtm.models import build_tiny_model, load_model, save_model
 from dtm.rollouts import rollout
@@ -41,6 +44,7 @@ from dtm.tasks.increment import IncrementTask
 from dtm.training.dtm import DTMTrainer
 
 LLADA = ModelShape.llada_8b()
+CACHES = ("none", "prefix", "dual")
 
 
 @dataclass(frozen=True)
@@ -144,29 +148,37 @@ def train_check(check: Check, args: argparse.Namespace, base: Path, out: Path, g
 
 @torch.no_grad()
 def decode_check(model, task: IncrementTask, args: argparse.Namespace) -> list[dict]:
-    """Generated tokens per second of every sampler option on the same prompts."""
+    """Generated tokens per second and forward passes per token of every decoder option on the same prompts (with
+    random weights the model is never confident, so threshold decoding commits one token per round here)."""
     prompts = task.prompts(args.rollouts, split="test", seed=0)
     rows = []
-    for remasking in ("low_confidence", "random"):
-        for prefix_cache in (False, True):
-            sampling = SamplingConfig(
-                gen_length=args.gen_length,
-                block_length=args.block_length,
-                temperature=1.0,
-                remasking=remasking,
-                prefix_cache=prefix_cache,
-                decode_batch=args.rollouts,
-            )
-            start = time.perf_counter()
-            generator = torch.Generator(device=next(model.parameters()).device).manual_seed(0)
-            responses = rollout(model, prompts, sampling, generator)
-            if torch.cuda.is_available():
-                torch.cuda.synchronize()
-            seconds = time.perf_counter() - start
-            assert responses.shape == (args.rollouts, args.gen_length)
-            rows.append(
-                {"remasking": remasking, "prefix_cache": prefix_cache, "tokens_per_s": responses.numel() / seconds}
-            )
+    for remasking, threshold, cache in itertools.product(("low_confidence", "random"), (None, 0.9), CACHES):
+        sampling = SamplingConfig(
+            gen_length=args.gen_length,
+            block_length=args.block_length,
+            temperature=1.0,
+            remasking=remasking,
+            threshold=threshold,
+            cache=cache,
+            decode_batch=args.rollouts,
+        )
+        stats = DecodeStats.zeros(len(prompts))
+        start = time.perf_counter()
+        generator = torch.Generator(device=next(model.parameters()).device).manual_seed(0)
+        responses = rollout(model, prompts, sampling, generator, stats=stats)
+        if torch.cuda.is_available():
+            torch.cuda.synchronize()
+        seconds = time.perf_counter() - start
+        assert responses.shape == (args.rollouts, args.gen_length)
+        rows.append(
+            {
+                "remasking": remasking,
+                "threshold": threshold,
+                "cache": cache,
+                "tokens_per_s": responses.numel() / seconds,
+                "passes_per_token": float(stats.passes.double().mean()) / args.gen_length,
+            }
+        )
     return rows
 
 
@@ -202,9 +214,12 @@ def main(argv: list[str] | None = None) -> dict:
     for row in training:
         peak = "-" if row["peak_gb"] is None else f"{row['peak_gb']:.1f}"
         print(f"| {row['check']} | {row['seconds_per_step']:.2f} | {peak} | {row['plan_gb']:.1f} |")
-    print("| decoding | prefix cache | tokens / s |\n|---|---|---:|")
+    print("| decoding | threshold | cache | tokens / s | passes / token |\n|---|---|---|---:|---:|")
     for row in decoding:
-        print(f"| {row['remasking']} | {row['prefix_cache']} | {row['tokens_per_s']:.0f} |")
+        print(
+            f"| {row['remasking']} | {row['threshold']} | {row['cache']} | {row['tokens_per_s']:.0f} | "
+            f"{row['passes_per_token']:.2f} |"
+        )
     print(f"numbers: {args.out}")
     return result
 

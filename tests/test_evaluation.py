@@ -14,6 +14,7 @@ from peft import LoraConfig, get_peft_model
 from dtm.cli import main
 from dtm.config import ConfigError
 from dtm.evaluation import EvalConfig, resolve_adapter, run_eval
+from dtm.memory_plan import ModelShape
 from dtm.models import TinyModelConfig, build_tiny_model, load_model, save_model
 from dtm.tasks import get_task
 from dtm.tasks.sudoku import VOCAB_SIZE
@@ -45,30 +46,50 @@ def test_samples_and_table_agree(sudoku_model, tmp_path):
     samples = lines(tmp_path / "e" / "samples-len16.jsonl")
     assert [s["index"] for s in samples] == list(range(10))
     fields = {"index", "id", "prompt", "completion", "answer", "reward", "correct", "score"}
-    assert set(samples[0]) == fields | {"forward_passes", "forward_tokens"}
+    assert set(samples[0]) == fields | {"forward_passes", "forward_tokens", "forward_flops"}
     assert all(s["reward"] == pytest.approx(2 * s["score"]) for s in samples)  # Sudoku: reward = 2 x cell accuracy
     (row,) = rows
     assert row["accuracy"] == pytest.approx(100 * sum(s["score"] for s in samples) / 10)
     assert (row["gen_length"], row["steps"], row["block_length"], row["n"]) == (16, 8, 8, 10)
     assert row["checkpoint"] == str(sudoku_model) and row["style"] == "-"
     table = (tmp_path / "e" / "results.md").read_text()
-    assert "| sudoku_digits | - | 16 | 8 | 8 | low_confidence | 0.0 | no |" in table
+    assert "| sudoku_digits | - | 16 | 8 | 8 | low_confidence | 0.0 | fixed |" in table
     assert json.loads((tmp_path / "e" / "results.json").read_text()) == rows
 
 
 def test_each_sample_records_the_forward_passes_and_tokens_that_decoded_it(sudoku_model, tmp_path):
-    """The exact sampler makes one pass over the whole sequence per decoding step; the prefix cache makes as many
-    passes over fewer tokens."""
+    """The exact sampler makes one pass over the whole sequence per decoding step; a cache makes as many passes over
+    fewer tokens; FLOPs follow from the model's shape."""
     plain = run_eval(config(sudoku_model, tmp_path / "plain"), progress=False)[0]
     samples = lines(tmp_path / "plain" / "samples-len16.jsonl")
     prompt_tokens = get_task("sudoku_digits").prompts(1, split="test", seed=0).ids.shape[1]  # fixed-length prompts
     assert all(s["forward_passes"] == plain["steps"] for s in samples)
     assert all(s["forward_tokens"] == plain["steps"] * (prompt_tokens + 16) for s in samples)
     assert plain["passes_per_sample"] == plain["steps"] and plain["tokens_per_sample"] == samples[0]["forward_tokens"]
-    cached = run_eval(config(sudoku_model, tmp_path / "cached", prefix_cache=True), progress=False)[0]
-    assert cached["passes_per_sample"] == plain["steps"] and cached["tokens_per_sample"] < plain["tokens_per_sample"]
-    table = (tmp_path / "cached" / "results.md").read_text()
-    assert f"| {cached['passes_per_sample']:.1f} | {cached['tokens_per_sample']:.1f} |" in table
+    shape = ModelShape.from_hf_config(load_model(sudoku_model).config)
+    tokens = samples[0]["forward_tokens"]
+    flops = shape.forward_flops(tokens, tokens * (prompt_tokens + 16), plain["steps"] * 8)
+    assert all(s["forward_flops"] == flops for s in samples)
+    assert plain["flops_per_sample"] == pytest.approx(flops)
+    for cache in ("prefix", "dual"):
+        cached = run_eval(config(sudoku_model, tmp_path / cache, cache=cache), progress=False)[0]
+        assert cached["passes_per_sample"] == plain["steps"]
+        assert cached["tokens_per_sample"] < plain["tokens_per_sample"]
+        assert cached["flops_per_sample"] < plain["flops_per_sample"]
+        table = (tmp_path / cache / "results.md").read_text()
+        assert f"| fixed, {cache}/0 |" in table
+        assert f"| {cached['passes_per_sample']:.1f} | {cached['tokens_per_sample']:.1f} |" in table
+
+
+def test_threshold_decoding_takes_fewer_passes_and_says_so(sudoku_model, tmp_path):
+    """A threshold below the untrained model's (near uniform) probabilities commits a whole block per round: two
+    passes per sample instead of the fixed schedule's eight."""
+    row = run_eval(config(sudoku_model, tmp_path / "tau", threshold=0.05, cache="dual"), progress=False)[0]
+    assert row["passes_per_sample"] == 2 < row["steps"] and row["threshold"] == 0.05
+    assert (
+        "| 16 | adaptive | 8 | low_confidence | 0.0 | tau=0.05, dual/0 |"
+        in (tmp_path / "tau" / "results.md").read_text()
+    )
 
 
 def test_interrupted_evaluation_resumes_to_identical_samples(sudoku_model, tmp_path):
@@ -200,7 +221,7 @@ def test_eval_command(sudoku_model, tmp_path, capsys):
     argv = ["eval", "--model", str(sudoku_model), "--task", "sudoku_digits", "--gen-lengths", "16"]
     main([*argv, "--block-length", "8", "--num-examples", "5", "--output-dir", str(out), "--no-progress"])
     printed = capsys.readouterr().out
-    assert "| sudoku_digits | - | 16 | 8 | 8 | low_confidence | 0.0 | no |" in printed
+    assert "| sudoku_digits | - | 16 | 8 | 8 | low_confidence | 0.0 | fixed |" in printed
     assert f"length 16: 0 of 5 samples reused from {out}" in printed
     assert len(lines(out / "samples-len16.jsonl")) == 5
     main([*argv, "--block-length", "8", "--num-examples", "5", "--output-dir", str(out), "--no-progress"])

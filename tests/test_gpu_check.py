@@ -4,6 +4,7 @@ memory plan it reports is the plan of the model and batch it trained."""
 from __future__ import annotations
 
 import importlib.util
+import itertools
 import json
 import sys
 from pathlib import Path
@@ -38,9 +39,9 @@ def test_tiny_gpu_check_runs_every_part_and_reports_the_plan(tmp_path, capsys):
         plan = memory_plan(shape, step, lora_r=settings["lora_r"], four_bit=check.four_bit,
                            checkpointing=check.checkpointing)  # fmt: skip
         assert row["plan"] == plan and row["peak_gb"] is None and row["seconds_per_step"] > 0
-    options = {(row["remasking"], row["prefix_cache"]) for row in result["decoding"]}
-    assert options == {(r, c) for r in ("low_confidence", "random") for c in (False, True)}
-    assert all(row["tokens_per_s"] > 0 for row in result["decoding"])
+    options = {(row["remasking"], row["threshold"], row["cache"]) for row in result["decoding"]}
+    assert options == set(itertools.product(("low_confidence", "random"), (None, 0.9), script.CACHES))
+    assert all(row["tokens_per_s"] > 0 and 0 < row["passes_per_token"] <= 1 for row in result["decoding"])
     assert "| LoRA on a 4-bit NF4 base, checkpointing |" in capsys.readouterr().out
 
 

@@ -511,3 +511,284 @@ def test_exactness_check_has_power():
     out = sample_oracle(joint, 0, 4, 20000, batch=4000, seed=0, temperature=0.5)
     tv, chi2_ok = empirical_check(out, joint, 0)
     assert tv > 0.05 and not chi2_ok
+
+
+# ----------------------------------------------------------------------------------------------------------
+# Confidence-threshold parallel decoding, per-row generators, decoding cost
+# ----------------------------------------------------------------------------------------------------------
+
+
+class StateRecorder:
+    """Delegates to a model and records every call's rows (full sequences) and the block it decodes."""
+
+    def __init__(self, model):
+        self.model = model
+        self.calls: list[tuple[torch.Tensor, int]] = []
+
+    def __call__(self, x, attention_mask=None, select=None):
+        self.calls.append((x.clone(), int(select[0].nonzero()[0])))
+        return self.model(x, attention_mask=attention_mask, select=select)
+
+
+def padded_batch(lengths: list[int], seed: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """Distinct left-padded prompts (a row is recognised by its prompt) and their attention mask."""
+    width = max(lengths)
+    g = torch.Generator().manual_seed(seed)
+    ids = torch.randint(2, VOCAB, (len(lengths), width), generator=g)
+    mask = torch.ones_like(ids)
+    for row, n in enumerate(lengths):
+        mask[row, : width - n] = 0
+    assert len({tuple(r.tolist()) for r in ids}) == len(lengths)
+    return ids, mask
+
+
+THRESHOLD_CASES = [
+    (0.0, "low_confidence", 0.5),
+    (0.0, "low_confidence", 0.05),
+    (1.0, "low_confidence", 0.3),
+    (1.0, "random", 0.3),
+    (1.0, "random", 0.9),
+    (0.0, "random", 0.5),
+]
+
+
+@pytest.mark.parametrize(("temperature", "remasking", "threshold"), THRESHOLD_CASES)
+def test_threshold_decoding_invariants(tiny_model, temperature, remasking, threshold):
+    """Prompt untouched; exactly gen_length tokens committed; each call holds the rows whose block is unfinished, and
+    every one of them commits at least one token, inside the block, without changing committed ones."""
+    gen_length, block_length = 12, 4
+    ids, mask = padded_batch([4, 2, 3, 1, 4], seed=31)
+    recorder = StateRecorder(tiny_model)
+    out = generate(
+        recorder,
+        ids,
+        gen_length,
+        block_length,
+        3,
+        mask_token_id=MASK_ID,
+        temperature=temperature,
+        remasking=remasking,
+        attention_mask=mask,
+        generator=torch.Generator().manual_seed(2),
+        threshold=threshold,
+    )
+    width = ids.shape[1]
+    assert torch.equal(out[:, :width], ids)
+    assert not (out[:, width:] == MASK_ID).any()
+    history: dict[int, list[tuple[torch.Tensor, int]]] = {row: [] for row in range(len(ids))}
+    for x, start in recorder.calls:
+        for seq in x:
+            row = next(r for r in range(len(ids)) if torch.equal(seq[:width], ids[r]))
+            history[row].append((seq, start))
+    parallel = False
+    for row, states in history.items():
+        finals = [*states[1:], (out[row], None)]
+        for (before, start), (after, _) in zip(states, finals, strict=True):
+            block = slice(start, start + block_length)
+            assert (before[block] == MASK_ID).any(), f"row {row}: called on a finished block"
+            assert (before[width:start] != MASK_ID).all() and (before[start + block_length :] == MASK_ID).all()
+            new = (before == MASK_ID) & (after != MASK_ID)
+            assert new.any(), f"row {row}: a round committed nothing"
+            assert new[block].sum() == new.sum(), f"row {row}: a token outside the current block"
+            was = before != MASK_ID
+            assert torch.equal(after[was], before[was])
+            parallel |= bool(new.sum() > 1)
+        assert len(states) <= gen_length
+    if threshold < 0.9:
+        assert parallel, "no round committed several tokens: the threshold was never used"
+
+
+@pytest.mark.parametrize("remasking", ["low_confidence", "random"])
+@pytest.mark.parametrize("temperature", [0.0, 1.0])
+def test_threshold_one_is_the_one_token_per_round_sampler(tiny_model, remasking, temperature):
+    """A probability never exceeds 1: threshold 1 commits one token per round, and draws the same random numbers as
+    the fixed schedule with steps = gen_length, so both decode the same tokens."""
+    ids, mask = padded_batch([3, 1, 2, 3], seed=32)
+    outs = []
+    for threshold, steps in ((1.0, 2), (None, 8)):
+        outs.append(
+            generate(
+                tiny_model,
+                ids,
+                8,
+                4,
+                steps,
+                mask_token_id=MASK_ID,
+                temperature=temperature,
+                remasking=remasking,
+                attention_mask=mask,
+                generator=torch.Generator().manual_seed(3),
+                threshold=threshold,
+            )
+        )
+    assert torch.equal(outs[0], outs[1])
+
+
+def test_low_confidence_threshold_commits_every_confident_position_and_the_best():
+    """Position-only logits: round 1 commits the positions whose top probability exceeds tau (and the most
+    confident one); the logits never change, so every later round commits the best remaining one."""
+    gen_length = 8
+    peaks = torch.tensor([0.95, 0.3, 0.7, 0.2, 0.4, 0.1, 0.85, 0.6], dtype=torch.float64)
+    top = (torch.arange(gen_length) % (VOCAB - 2)) + 2
+    table = ((1 - peaks) / (VOCAB - 2)).log()[:, None].expand(gen_length, VOCAB).clone()  # the rest spread evenly
+    table[torch.arange(gen_length), top] = peaks.log()
+    model = RecordingModel(gen_length, table=table)
+    out = generate(model, torch.zeros(1, 0, dtype=torch.long), gen_length, 8, 8, mask_token_id=MASK_ID, threshold=0.5)
+    assert torch.equal(out[0], top)
+    rounds = []
+    for before, after in itertools.pairwise([*model.inputs, out]):
+        rounds.append(set(((before[0] == MASK_ID) & (after[0] != MASK_ID)).nonzero().flatten().tolist()))
+    assert rounds == [{0, 2, 6, 7}, {4}, {1}, {3}, {5}]
+
+
+def test_random_threshold_commits_a_confident_run_along_a_uniform_order():
+    """Random order: a round commits one position of any confidence, then only confident ones. With position-only
+    logits where positions 0-3 are confident and 4-7 are not, every round commits at most one unconfident position,
+    a round that starts on a confident position goes on until an unconfident one or the end, and the first
+    position a round commits is uniform over the masked ones."""
+    gen_length = 8
+    peaks = torch.tensor([0.99] * 4 + [0.4] * 4, dtype=torch.float64)
+    table = torch.full((gen_length, VOCAB), -30.0, dtype=torch.float64)
+    table[torch.arange(gen_length), 2] = peaks.log()
+    table[torch.arange(gen_length), 3] = (1 - peaks).log()
+    rows = 4000
+    model = RecordingModel(gen_length, table=table)
+    generate(
+        model,
+        torch.zeros(rows, 0, dtype=torch.long),
+        gen_length,
+        8,
+        8,
+        mask_token_id=MASK_ID,
+        temperature=1.0,
+        remasking="random",
+        generator=torch.Generator().manual_seed(4),
+        threshold=0.9,
+    )
+    first_round = (model.inputs[1] != MASK_ID) if len(model.inputs) > 1 else None
+    assert first_round is not None
+    confident = torch.arange(gen_length) < 4
+    for before, after in itertools.pairwise(model.inputs):
+        if before.shape != after.shape:
+            continue  # rows left the calls; the per-row checks below use full-batch rounds only
+        new = (before == MASK_ID) & (after != MASK_ID)
+        assert ((new & ~confident).sum(dim=1) <= 1).all()
+    # Round 1 from the all-masked block: the committed set is {first} + a confident run. Its size is 1 + the run.
+    sizes = first_round.sum(dim=1)
+    first_unconfident = (first_round & ~confident).any(dim=1)
+    # P(the first position is unconfident) = 1/2; then the run is over the 3 or 4 confident positions before the
+    # next unconfident one in a uniform order.
+    assert abs(first_unconfident.double().mean().item() - 0.5) < 5 * math.sqrt(0.25 / rows)
+    # Exact law of the number of confident positions committed: the run length R along a uniform order of the
+    # remaining 7 positions (4 or 3 confident of them): P(R >= r) = C(c, r) / C(7, r).
+    for start_unconfident, c in ((True, 4), (False, 3)):
+        chosen = first_unconfident == start_unconfident
+        run = sizes[chosen] - 1
+        for r in range(1, c + 1):
+            expected = math.comb(c, r) / math.comb(7, r)
+            observed = (run >= r).double().mean().item()
+            assert abs(observed - expected) < 5 * math.sqrt(expected * (1 - expected) / int(chosen.sum())) + 1e-9
+
+
+@pytest.mark.parametrize("cache", ["none", "prefix", "dual"])
+@pytest.mark.parametrize("threshold", [None, 0.4])
+def test_greedy_rows_decode_alone_as_in_a_padded_batch(tiny_model, cache, threshold):
+    ids, mask = padded_batch([4, 1, 3, 2], seed=33)
+    kwargs = dict(mask_token_id=MASK_ID, threshold=threshold, cache=cache)
+    batched = generate(tiny_model, ids, 12, 4, 6, attention_mask=mask, **kwargs)
+    width = ids.shape[1]
+    for row in range(len(ids)):
+        prompt = ids[row, mask[row].bool()][None]
+        alone = generate(tiny_model, prompt, 12, 4, 6, **kwargs)
+        assert torch.equal(batched[row, width:], alone[0, prompt.shape[1] :]), f"row {row}"
+    assert len({tuple(r.tolist()) for r in batched[:, width:]}) > 1
+
+
+@pytest.mark.parametrize("threshold", [None, 0.4])
+@pytest.mark.parametrize("remasking", ["low_confidence", "random"])
+def test_rows_with_their_own_generators_decode_alone_as_in_a_batch(tiny_model, threshold, remasking):
+    """Sampling with one generator per row: a row's draws do not depend on the other rows."""
+    ids, mask = padded_batch([4, 1, 3, 2], seed=34)
+    kwargs = dict(mask_token_id=MASK_ID, temperature=1.0, remasking=remasking, threshold=threshold)
+
+    def generators(rows):
+        return [torch.Generator().manual_seed(100 + r) for r in rows]
+
+    batched = generate(tiny_model, ids, 12, 4, 6, attention_mask=mask, generator=generators(range(4)), **kwargs)
+    again = generate(tiny_model, ids, 12, 4, 6, attention_mask=mask, generator=generators(range(4)), **kwargs)
+    assert torch.equal(batched, again)
+    width = ids.shape[1]
+    for row in range(len(ids)):
+        prompt = ids[row, mask[row].bool()][None]
+        alone = generate(tiny_model, prompt, 12, 4, 6, generator=generators([row]), **kwargs)
+        assert torch.equal(batched[row, width:], alone[0, prompt.shape[1] :]), f"row {row}"
+    with pytest.raises(ValueError, match="3 generators for 4 rows"):
+        generate(tiny_model, ids, 12, 4, 6, attention_mask=mask, generator=generators(range(3)), **kwargs)
+
+
+def test_threshold_sampling_is_seeded(tiny_model):
+    ids = random_prompts(6, 3, seed=35)
+
+    def run(seed: int) -> torch.Tensor:
+        return generate(
+            tiny_model,
+            ids,
+            12,
+            4,
+            3,
+            mask_token_id=MASK_ID,
+            temperature=1.0,
+            remasking="random",
+            generator=torch.Generator().manual_seed(seed),
+            threshold=0.5,
+        )
+
+    assert torch.equal(run(1), run(1))
+    assert not torch.equal(run(1), run(2))
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "message"),
+    [
+        ({"threshold": 0.0}, r"threshold must be in \(0, 1\]"),
+        ({"threshold": 1.5}, r"threshold must be in \(0, 1\]"),
+        ({"cache": "full"}, "cache must be"),
+        ({"cache": "dual", "cache_refresh": -1}, "cache_refresh must be >= 0"),
+        ({"cache_refresh": 2}, "needs a cache"),
+        ({"cache": "dual", "cache_refresh": 3}, "does not fit the block: a block takes at most 2 rounds"),
+        ({"cache": "dual", "cache_refresh": 5, "threshold": 0.9}, "at most 4 rounds"),
+    ],
+)
+def test_bad_decoding_settings_are_refused(tiny_model, kwargs, message):
+    with pytest.raises(ValueError, match=message):
+        generate(tiny_model, random_prompts(1, 2, 0), 8, 4, 4, mask_token_id=MASK_ID, **kwargs)
+
+
+def test_decode_stats_count_what_each_row_went_through(tiny_model):
+    """Fixed schedule: every row takes part in every pass. Threshold: each row in the passes that decoded it, which
+    the model's calls confirm; tokens, attention pairs and head positions follow from the pass shapes."""
+    from dtm.diffusion.sampler import DecodeStats
+
+    ids, mask = padded_batch([4, 1, 3, 2, 4], seed=36)
+    length = ids.shape[1] + 12
+    stats = DecodeStats.zeros(len(ids))
+    generate(tiny_model, ids, 12, 4, 6, mask_token_id=MASK_ID, attention_mask=mask, stats=stats)
+    assert (stats.passes == 6).all() and (stats.tokens == 6 * length).all()
+    assert (stats.attention_pairs == 6 * length * length).all() and (stats.head_positions == 6 * 4).all()
+
+    recorder = StateRecorder(tiny_model)
+    stats = DecodeStats.zeros(len(ids))
+    generate(recorder, ids, 12, 4, 6, mask_token_id=MASK_ID, attention_mask=mask, stats=stats, threshold=0.3)
+    per_row = torch.zeros(len(ids), dtype=torch.long)
+    for x, _ in recorder.calls:
+        for seq in x:
+            per_row[next(r for r in range(len(ids)) if torch.equal(seq[: ids.shape[1]], ids[r]))] += 1
+    assert torch.equal(stats.passes, per_row)
+    assert len(set(per_row.tolist())) > 1, "every row took as many rounds: the per-row count is not tested"
+    assert torch.equal(stats.tokens, per_row * length) and torch.equal(stats.head_positions, per_row * 4)
+
+    stats = DecodeStats.zeros(len(ids))
+    generate(tiny_model, ids, 12, 4, 12, mask_token_id=MASK_ID, attention_mask=mask, stats=stats, cache="dual")
+    full, cached = 3, 9  # a refresh per block, then the block's 4 positions against all 22 keys
+    assert (stats.passes == full + cached).all() and (stats.tokens == full * length + cached * 4).all()
+    assert (stats.attention_pairs == (full * length + cached * 4) * length).all()

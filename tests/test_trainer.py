@@ -148,9 +148,11 @@ def test_gradient_checkpointing_switch_trains_the_same_weights(tmp_path, finetun
         torch.testing.assert_close(value, reference[name], rtol=0, atol=1e-6, msg=name)
 
 
-@pytest.mark.parametrize("finetune", ["full", "lora"])
-def test_prefix_cache_rollouts_through_either_teacher(tmp_path, finetune):
-    sampling = SamplingConfig(gen_length=8, block_length=4, decode_steps=8, decode_batch=64, prefix_cache=True)
+@pytest.mark.parametrize(("finetune", "cache"), [("full", "prefix"), ("lora", "prefix"), ("lora", "dual")])
+def test_cached_threshold_rollouts_through_either_teacher(tmp_path, finetune, cache):
+    sampling = SamplingConfig(
+        gen_length=8, block_length=4, decode_steps=8, decode_batch=64, cache=cache, threshold=0.9, remasking="random"
+    )
     cfg = small_config(tmp_path, finetune=finetune, a_end=1.0, sampling=sampling, lora=LoraSection(r=4, alpha=8))
     trainer = DTMTrainer(cfg, model=tiny_model(), progress=False)
     trainer.train()

@@ -6,6 +6,7 @@ from typing import Literal
 
 Masking = Literal["sar", "uniform"]  # where masked states come from: SAR blocks, or uniform over the response
 Remasking = Literal["low_confidence", "random"]  # which masked positions a decoding round unmasks
+KVCache = Literal["none", "prefix", "dual"]  # keys/values reused within a decoding block: none, before it, around it
 WeightBaseline = Literal["none", "mean", "negative"]  # DMPO's baseline subtracted from its importance weights
 Dtype = Literal["auto", "float32", "bfloat16", "float16"]
 MixedPrecision = Literal["no", "bf16", "fp16"]

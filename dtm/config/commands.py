@@ -5,9 +5,10 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
-from dtm.config.choices import TASK_NAMES, TOKEN_TASKS, Remasking, Split
+from dtm.config.choices import TASK_NAMES, TOKEN_TASKS, KVCache, Remasking, Split
 from dtm.config.fields import setting
 from dtm.config.loader import check
+from dtm.config.sampling import CACHE_HELP, CACHE_REFRESH_HELP, THRESHOLD_HELP
 
 
 @dataclass
@@ -26,6 +27,9 @@ class SampleConfig:
     decode_steps: int = setting(8, "decoding rounds over the whole response")
     temperature: float = setting(1.0, "sampling temperature (0 = greedy)")
     remasking: Remasking = setting("low_confidence", "which masked positions a round fills")
+    threshold: float | None = setting(None, THRESHOLD_HELP)
+    cache: KVCache = setting("none", CACHE_HELP)
+    cache_refresh: int = setting(0, CACHE_REFRESH_HELP)
     seed: int = setting(0, "seed of the prompt draw and of sampling")
 
     def __post_init__(self) -> None:

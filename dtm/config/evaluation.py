@@ -5,19 +5,23 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any, ClassVar
 
-from dtm.config.choices import TASK_NAMES, PromptTruncation, Remasking, Split
+from dtm.config.choices import TASK_NAMES, KVCache, PromptTruncation, Remasking, Split
 from dtm.config.fields import setting
 from dtm.config.loader import check
 from dtm.config.model import LoadOptions
 from dtm.config.run import check_task
-from dtm.config.sampling import SamplingConfig
+from dtm.config.sampling import CACHE_HELP, CACHE_REFRESH_HELP, THRESHOLD_HELP, SamplingConfig
 
 
 @dataclass
 class EvalConfig:
     """What to evaluate and how. ``decode_steps`` = 0 means gen_length / 2 (the paper's setting)."""
 
-    renamed_keys: ClassVar[dict[str, str]] = {"steps": "decode_steps", "batch_size": "decode_batch"}
+    renamed_keys: ClassVar[dict[str, str]] = {
+        "steps": "decode_steps",
+        "batch_size": "decode_batch",
+        "prefix_cache": "cache",
+    }
 
     model: str = setting("", "model folder to evaluate (built-in, LLaDA, Dream, ...)")
     task: str = setting("sudoku_digits", "task whose test prompts are decoded: " + ", ".join(TASK_NAMES))
@@ -31,7 +35,9 @@ class EvalConfig:
     decode_steps: int = setting(0, "decoding rounds per response (0: gen_length / 2)")
     temperature: float = setting(0.0, "sampling temperature (0 = greedy)")
     remasking: Remasking = setting("low_confidence", "which masked positions a round fills")
-    prefix_cache: bool = setting(False, "approximate prefix KV caching (faster, outputs not identical)")
+    threshold: float | None = setting(None, THRESHOLD_HELP)
+    cache: KVCache = setting("none", CACHE_HELP)
+    cache_refresh: int = setting(0, CACHE_REFRESH_HELP)
     num_examples: int = setting(256, "test examples decoded")
     split: Split = setting("test", "split the examples come from")
     seed: int = setting(0, "seed of the example draw and of sampling (temperature > 0)")
@@ -65,5 +71,7 @@ class EvalConfig:
             temperature=self.temperature,
             remasking=self.remasking,
             decode_batch=self.decode_batch,
-            prefix_cache=self.prefix_cache,
+            threshold=self.threshold,
+            cache=self.cache,
+            cache_refresh=self.cache_refresh,
         )

@@ -274,5 +274,15 @@ class _AdapterView(torch.nn.Module):
         attention_mask: torch.Tensor | None = None,
         select: torch.Tensor | None = None,
         past_key_values: Cache | None = None,
+        position_ids: torch.Tensor | None = None,
     ) -> torch.Tensor:
-        return self.teacher(input_ids, attention_mask=attention_mask, select=select, past_key_values=past_key_values)
+        return self.teacher(
+            input_ids,
+            attention_mask=attention_mask,
+            select=select,
+            past_key_values=past_key_values,
+            position_ids=position_ids,
+        )
+
+    def check_kv_cache(self) -> None:
+        self.inner.check_kv_cache()

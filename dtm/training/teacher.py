@@ -73,13 +73,18 @@ class LoraTeacher:
         attention_mask: torch.Tensor | None = None,
         select: torch.Tensor | None = None,
         past_key_values: Cache | None = None,
+        position_ids: torch.Tensor | None = None,
     ) -> torch.Tensor:
         was_training = self.student.training
         self.peft.set_adapter(TEACHER, inference_mode=True)
         self.student.eval()
         try:
             return self.student(
-                input_ids, attention_mask=attention_mask, select=select, past_key_values=past_key_values
+                input_ids,
+                attention_mask=attention_mask,
+                select=select,
+                past_key_values=past_key_values,
+                position_ids=position_ids,
             )
         finally:
             self.peft.set_adapter(STUDENT)
