@@ -1,8 +1,9 @@
-"""What several test modules share: the tiny model shape, a fresh tiny model, a one-phase DTM run config, and the
-reader of a run's metrics."""
+"""What several test modules share: the tiny model shape, a fresh tiny model, a one-phase DTM run config, the
+reader of a run's metrics, and the chi-square check of sampled frequencies."""
 
 from __future__ import annotations
 
+import math
 from pathlib import Path
 
 import torch
@@ -47,3 +48,26 @@ def one_phase_config(output_dir: Path, base_model: str | Path = "unused", **over
         sampling=SamplingConfig(decode_batch=64),
     )
     return DTMConfig(**values | overrides)
+
+
+def chi2_threshold(df: int, z: float = 5.0) -> float:
+    """Wilson-Hilferty approximation of the chi-square quantile at a standard-normal z (z = 5: p ~ 3e-7)."""
+    c = 2.0 / (9.0 * df)
+    return df * (1.0 - c + z * math.sqrt(c)) ** 3
+
+
+def chi2_stat(observed: torch.Tensor, probs: torch.Tensor, min_expected: float = 5.0) -> float:
+    """Pearson statistic; cells with expected count below ``min_expected`` are pooled into one."""
+    total = observed.sum().double()
+    expected = total * probs.double()
+    small = expected < min_expected
+    obs = torch.cat([observed.double()[~small], observed.double()[small].sum()[None]])
+    exp = torch.cat([expected[~small], expected[small].sum()[None]])
+    keep = exp > 0
+    return float(((obs[keep] - exp[keep]) ** 2 / exp[keep]).sum())
+
+
+def chi2_accepts(observed: torch.Tensor, probs: torch.Tensor) -> bool:
+    """Whether counts ``observed`` pass the chi-square test against ``probs`` at z = 5 (pooled small cells)."""
+    df = int((observed.sum() * probs >= 5).sum())  # (#kept + 1 pooled) - 1
+    return chi2_stat(observed, probs) < chi2_threshold(max(df, 1))

@@ -17,6 +17,7 @@ import torch
 from dtm.diffusion.exact import MAX_EXACT_BLOCK, sequence_log_probs
 from dtm.diffusion.sampler import generate, steps_per_block, tokens_per_step
 from dtm.models import TinyModelConfig, build_tiny_model
+from tests.shared import chi2_accepts
 
 VOCAB, MASK = 4, 3  # tokens 0, 1, 2 and the mask
 PROMPT = torch.tensor([[0, 2], [1, 1]])
@@ -248,3 +249,176 @@ def test_bad_arguments(model):
         sequence_log_probs(model, PROMPT[:1], torch.zeros(1, 16, dtype=torch.long), 16, 16, mask_token_id=MASK)
     with pytest.raises(ValueError, match="divide"):
         sequence_log_probs(model, PROMPT[:1], responses, 3, 4, mask_token_id=MASK)
+
+
+# ----------------------------------------------------------------------------------------------------------
+# Threshold decoding and key/value caches
+# ----------------------------------------------------------------------------------------------------------
+
+
+def brute_force_threshold_law(model, prompt, gen_length, block_length, temperature, remasking, threshold):
+    """Replay threshold decoding: every joint proposal of the masked block positions, and for random order every
+    permutation of them (each 1/m!), then the sampler's rule (random: the first position and the confident run after
+    it; low_confidence: the confident positions and the best), recursively."""
+    law: dict[tuple, float] = {}
+
+    def posterior(response: tuple, start: int):
+        x = torch.tensor([[*prompt, *response]])
+        select = torch.zeros_like(x, dtype=torch.bool)
+        select[0, len(prompt) + start : len(prompt) + start + block_length] = True
+        logits = model(x, select=select).double()
+        logits[:, MASK] = -math.inf
+        pi = torch.nn.functional.one_hot(logits.argmax(-1), VOCAB).double() if temperature == 0 else None
+        pi = (logits / temperature).softmax(-1) if pi is None else pi
+        return pi, logits.log_softmax(-1)
+
+    def commits(masked, proposal, confidence):
+        """(committed indices into ``masked``, probability) pairs."""
+        conf = [float(confidence[i, u]) for i, u in zip(masked, proposal, strict=True)]
+        if remasking == "low_confidence":
+            best = max(range(len(masked)), key=lambda j: conf[j])
+            return [(tuple(j for j in range(len(masked)) if conf[j] > math.log(threshold) or j == best), 1.0)]
+        peaks = [float(confidence[i].max()) > math.log(threshold) for i in masked]
+        out = []
+        for order in itertools.permutations(range(len(masked))):
+            run = 1
+            while run < len(order) and peaks[order[run]]:
+                run += 1
+            out.append((order[:run], 1 / math.factorial(len(masked))))
+        return out
+
+    def decode(response: tuple, prob: float) -> None:
+        if prob == 0:
+            return
+        if MASK not in response:
+            law[response] = law.get(response, 0.0) + prob
+            return
+        start = response.index(MASK) // block_length * block_length
+        pi, confidence = posterior(response, start)
+        masked = [i for i in range(block_length) if response[start + i] == MASK]
+        children: dict[tuple, float] = {}
+        for proposal in itertools.product(range(MASK), repeat=len(masked)):
+            p_proposal = math.prod(float(pi[i, u]) for i, u in zip(masked, proposal, strict=True))
+            for chosen, p_choice in commits(masked, proposal, confidence):
+                new = list(response)
+                for c in chosen:
+                    new[start + masked[c]] = proposal[c]
+                children[tuple(new)] = children.get(tuple(new), 0.0) + p_proposal * p_choice
+        for child, p_child in children.items():
+            decode(child, prob * p_child)
+
+    decode((MASK,) * gen_length, 1.0)
+    return law
+
+
+def exact_law(model, responses, block_length, steps=4, prompt=PROMPT[:1], **kwargs) -> torch.Tensor:
+    prompts = prompt.expand(len(responses), -1)
+    return sequence_log_probs(model, prompts, responses, block_length, steps, mask_token_id=MASK, **kwargs).log_prob
+
+
+@pytest.mark.parametrize("remasking", ["random", "low_confidence"])
+@pytest.mark.parametrize(
+    ("gen_length", "block_length", "temperature", "threshold"),
+    [(4, 2, 1.0, 0.4), (4, 4, 1.0, 0.5), (4, 4, 0.7, 0.3), (4, 4, 1.0, 0.9), (4, 2, 0.0, 0.5), (3, 3, 1.3, 0.45)],
+)
+def test_threshold_law_matches_brute_force(model, remasking, gen_length, block_length, temperature, threshold):
+    responses = all_responses(gen_length)
+    for prompt in PROMPT:
+        law = exact_law(
+            model,
+            responses,
+            block_length,
+            prompt=prompt[None],
+            temperature=temperature,
+            remasking=remasking,
+            threshold=threshold,
+        )
+        reference = brute_force_threshold_law(
+            model, prompt.tolist(), gen_length, block_length, temperature, remasking, threshold
+        )
+        expected = torch.tensor([reference.get(tuple(r), 0.0) for r in responses.tolist()], dtype=torch.float64)
+        assert sum(reference.values()) == pytest.approx(1.0, abs=1e-12)
+        assert float(law.exp().sum()) == pytest.approx(1.0, abs=1e-10)
+        torch.testing.assert_close(law.exp(), expected, atol=1e-12, rtol=1e-9)
+
+
+@pytest.mark.parametrize("remasking", ["random", "low_confidence"])
+def test_threshold_one_law_is_the_one_token_per_round_law(model, remasking):
+    responses = all_responses(4)
+    one_token = exact_law(model, responses, 2, steps=4, remasking=remasking)
+    torch.testing.assert_close(exact_law(model, responses, 2, remasking=remasking, threshold=1.0), one_token)
+    parallel = exact_law(model, responses, 2, remasking=remasking, threshold=0.4).exp()
+    assert 0.5 * float((parallel - one_token.exp()).abs().sum()) > 1e-3  # a lower threshold does change the law
+
+
+@pytest.fixture(scope="module")
+def deep_model():
+    """Three layers with context-dependent outputs: the stored keys and values of a cache go stale."""
+    torch.manual_seed(0)
+    cfg = TinyModelConfig(
+        vocab_size=VOCAB, mask_token_id=MASK, hidden_size=32, num_layers=3, num_heads=2, intermediate_size=64
+    )
+    model = build_tiny_model(cfg).eval().double().requires_grad_(False)
+    with torch.no_grad():
+        for param in model.parameters():
+            if param.dim() == 2:
+                param.normal_(0.0, 0.7)
+    return model
+
+
+def sampled_counts(model, prompt, block_length, n, **kwargs) -> torch.Tensor:
+    out = generate(
+        model,
+        prompt.expand(n, -1),
+        4,
+        block_length,
+        4,
+        mask_token_id=MASK,
+        temperature=1.0,
+        generator=torch.Generator().manual_seed(2),
+        **kwargs,
+    )[:, prompt.shape[1] :]
+    index = (out * (MASK ** torch.arange(3, -1, -1))).sum(1)
+    return torch.bincount(index, minlength=MASK**4).double()
+
+
+@pytest.mark.parametrize(
+    ("which", "block_length", "kwargs"),
+    [
+        ("oracle", 4, {"remasking": "random", "threshold": 0.7}),
+        ("oracle", 2, {"remasking": "random", "threshold": 0.4}),
+        ("oracle", 4, {"remasking": "low_confidence", "threshold": 0.4}),
+        ("deep", 2, {"remasking": "random", "cache": "prefix"}),
+        ("deep", 2, {"remasking": "random", "cache": "dual"}),
+        ("deep", 4, {"remasking": "random", "cache": "dual", "threshold": 0.5}),
+        ("deep", 2, {"remasking": "low_confidence", "cache": "dual", "threshold": 0.5}),
+    ],
+)
+def test_threshold_and_cached_laws_match_the_sampler(deep_model, which, block_length, kwargs):
+    """20,000 draws of generate() pass a chi-square test against the exact law of the same settings and fail it
+    against the law of the exact one-token random-order sampler (so the check has power). Threshold rules run on a
+    model with exact posteriors of a joint with strong dependencies, caches on a three-layer model."""
+    model, prompt = (
+        (JointOracle(seed=3), torch.zeros(1, 0, dtype=torch.long)) if which == "oracle" else (deep_model, PROMPT[:1])
+    )
+    responses = all_responses(4)
+    counts = sampled_counts(model, prompt, block_length, 20000, **kwargs)
+    law = exact_law(model, responses, block_length, prompt=prompt, **kwargs).exp()
+    assert float(law.sum()) == pytest.approx(1.0, abs=1e-10)
+    assert chi2_accepts(counts, law)
+    plain = exact_law(model, responses, block_length, prompt=prompt, remasking="random").exp()
+    assert not chi2_accepts(counts, plain)
+
+
+def test_exact_law_refuses_what_it_does_not_cover(model):
+    responses = all_responses(4)[:1]
+    with pytest.raises(ValueError, match="threshold"):
+        exact_law(model, responses, 2, threshold=0.0)
+    with pytest.raises(ValueError, match="cache_refresh 0 or 1"):
+        exact_law(model, responses, 2, cache="dual", cache_refresh=2)
+    with pytest.raises(ValueError, match="with a threshold"):
+        sequence_log_probs(
+            model, PROMPT[:1], torch.zeros(1, 12, dtype=torch.long), 12, 12, mask_token_id=MASK, threshold=0.5
+        )
+    refreshed = exact_law(model, all_responses(4), 4, cache="dual", cache_refresh=1)
+    torch.testing.assert_close(refreshed, exact_law(model, all_responses(4), 4))

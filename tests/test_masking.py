@@ -9,6 +9,7 @@ import pytest
 import torch
 
 from dtm.diffusion.masking import MaskedState, mask_tokens, sar_masked_states, uniform_masked_states
+from tests.shared import chi2_stat, chi2_threshold
 
 VOCAB = 10
 MASK_ID = 3
@@ -22,18 +23,6 @@ def random_response(rows: int, length: int, seed: int) -> torch.Tensor:
     g = torch.Generator().manual_seed(seed)
     ids = torch.randint(0, VOCAB - 1, (rows, length), generator=g)
     return ids + (ids >= MASK_ID).long()
-
-
-def chi2_threshold(df: int, z: float = Z) -> float:
-    """Wilson-Hilferty approximation of the chi-square quantile at a standard-normal z (z = 5: p ~ 3e-7)."""
-    c = 2.0 / (9.0 * df)
-    return df * (1.0 - c + z * math.sqrt(c)) ** 3
-
-
-def chi2_stat(observed: torch.Tensor, probs: torch.Tensor) -> float:
-    total = observed.sum().double()
-    expected = total * probs.double()
-    return float(((observed.double() - expected) ** 2 / expected).sum())
 
 
 def assert_frequency(count: float, total: float, p: float, what: str) -> None:

@@ -14,6 +14,7 @@ import torch
 
 from dtm.diffusion.sampler import generate, steps_per_block, tokens_per_step
 from dtm.models import TinyModelConfig, build_tiny_model
+from tests.shared import chi2_stat, chi2_threshold
 
 VOCAB = 12
 MASK_ID = 1
@@ -433,23 +434,6 @@ class Oracle:
 def sequence_index(responses: torch.Tensor) -> torch.Tensor:
     powers = ORACLE_TOKENS ** torch.arange(ORACLE_LEN - 1, -1, -1)
     return (responses * powers).sum(dim=1)
-
-
-def chi2_threshold(df: int, z: float = 5.0) -> float:
-    """Wilson-Hilferty approximation of the chi-square quantile at a standard-normal z (z = 5: p ~ 3e-7)."""
-    c = 2.0 / (9.0 * df)
-    return df * (1.0 - c + z * math.sqrt(c)) ** 3
-
-
-def chi2_stat(observed: torch.Tensor, probs: torch.Tensor, min_expected: float = 5.0) -> float:
-    """Pearson statistic; cells with expected count below ``min_expected`` are pooled into one."""
-    total = observed.sum().double()
-    expected = total * probs.double()
-    small = expected < min_expected
-    obs = torch.cat([observed.double()[~small], observed.double()[small].sum()[None]])
-    exp = torch.cat([expected[~small], expected[small].sum()[None]])
-    keep = exp > 0
-    return float(((obs[keep] - exp[keep]) ** 2 / exp[keep]).sum())
 
 
 def sample_oracle(joint, prompt_len, block_length, rows, batch, seed, temperature=1.0, remasking="random"):

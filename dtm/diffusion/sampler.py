@@ -176,7 +176,7 @@ def _threshold_commit(
     return torch.zeros_like(masked).scatter(1, order, rank[None, :] <= run[:, None])
 
 
-class _KVStore:
+class KVStore:
     """Per layer, the keys and values ``[B, heads, n, head_dim]`` of the positions a cached round does not recompute,
     as the last refresh left them, for every row of the batch."""
 
@@ -203,14 +203,14 @@ class _KVStore:
         return cache
 
 
-def _block_logits(
+def decode_logits(
     model: LogitsFn,
     x: torch.Tensor,
     attention_mask: torch.Tensor | None,
     start: int,
     block_length: int,
     cache: KVCache,
-    store: _KVStore,
+    store: KVStore,
     refresh: bool,
     rows: torch.Tensor | None,
 ) -> tuple[torch.Tensor, int]:
@@ -363,7 +363,7 @@ def generate(
         start = prompt_len + block * block_length
         block_x = x[:, start : start + block_length]
         counts = None if schedule is None else tokens_per_step(block_length, schedule[block])
-        store = _KVStore()
+        store = KVStore()
         round_ = 0
         while True:
             rows = None
@@ -375,7 +375,7 @@ def generate(
             elif round_ == len(counts):
                 break
             refresh = round_ == 0 or (cache_refresh > 0 and round_ % cache_refresh == 0)
-            logits, queries = _block_logits(model, x, attention_mask, start, block_length, cache, store, refresh, rows)
+            logits, queries = decode_logits(model, x, attention_mask, start, block_length, cache, store, refresh, rows)
             if stats is not None:
                 stats.add(rows, queries, x.shape[1], block_length)
             logits[..., mask_token_id] = float("-inf")

@@ -94,6 +94,9 @@ def sequence_law(model: DiffusionLM, responses: Responses, sampling: SamplingCon
         remasking=sampling.remasking,
         attention_mask=prompts.attention_mask[responses.maze_of],
         batch_size=sampling.decode_batch * 4,
+        threshold=sampling.threshold,
+        cache=sampling.cache,
+        cache_refresh=sampling.cache_refresh,
     )
     model.train(was_training)
     return law
