@@ -169,6 +169,13 @@ def cmd_study(args: argparse.Namespace) -> None:
         cfg = load_config(fit.FitStudyConfig, args.config, args.overrides)
         summary = fit.run_fit_study(cfg, overwrite=args.overwrite, progress=not args.no_progress)
         print(fit.markdown_tables(summary))
+    elif args.name == "decoding":
+        from dtm.studies import decoding
+
+        cfg = load_config(decoding.DecodingStudyConfig, args.config, args.overrides)
+        summary = decoding.run_decoding_study(cfg, overwrite=args.overwrite)
+        for model in summary:
+            print(f"{model}\n{decoding.markdown_table(summary, model)}")
     else:
         from dtm.studies import maze
 
@@ -250,9 +257,9 @@ def build_parser() -> argparse.ArgumentParser:
         "study",
         help="run a study end to end (maze: h and c vs reward, stability, mode collapse; "
         "compare: DTM vs diffu-GRPO, wd1, SPG, DMPO and GDSD at equal rollouts and compute; "
-        "fit: exact per-phase fit of DTM on mazes)",
+        "fit: exact per-phase fit of DTM on mazes; decoding: accuracy and exact-law cost of fast decoders)",
     )
-    p.add_argument("name", choices=["maze", "compare", "fit"])
+    p.add_argument("name", choices=["maze", "compare", "fit", "decoding"])
     _add_config_args(p, "compare", "seeds=[0]")
     p.set_defaults(func=cmd_study)
 

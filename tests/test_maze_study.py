@@ -47,6 +47,17 @@ def test_arms_cover_schedules_and_controls_with_equal_steps(tmp_path):
         assert arm.grad_accum == 2 and arm.lr_decay == 0.5  # the shared `dtm` keys reach every arm
 
 
+def test_rollout_decoding_reaches_the_arms_rollouts_only(tmp_path):
+    cfg = MazeStudyConfig(controls=["1"], rollout_decoding={"threshold": 0.9, "cache": "dual"})
+    for arm in arms(cfg, tmp_path, seed=0).values():
+        assert arm.sampling.threshold == 0.9 and arm.sampling.cache == "dual"
+        assert arm.sampling.remasking == cfg.sampling.remasking == "random"
+    assert cfg.sampling.threshold is None and cfg.sampling.cache == "none"  # held-out metrics and laws: exact
+    bad = MazeStudyConfig(rollout_decoding={"threshold": 2.0})
+    with pytest.raises(ConfigError, match=r"sampling\.threshold: must be in \(0, 1\]"):
+        arms(bad, tmp_path, seed=0)
+
+
 def test_study_config_validation(tmp_path):
     with pytest.raises(ConfigError, match="total_steps"):
         MazeStudyConfig(a_end=6.0, small_h=2.0, total_steps=31)

@@ -26,6 +26,7 @@ KINDS: dict[str, tuple[str, str, str]] = {
     "compare": ("dtm.studies.compare", "CompareConfig", "dtm study compare"),
     "fit": ("dtm.studies.fit", "FitStudyConfig", "dtm study fit"),
     "maze": ("dtm.studies.maze", "MazeStudyConfig", "dtm study maze"),
+    "decoding": ("dtm.studies.decoding", "DecodingStudyConfig", "dtm study decoding"),
 }
 
 

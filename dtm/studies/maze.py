@@ -83,6 +83,11 @@ class MazeStudyConfig:
         factory=lambda: SamplingConfig(gen_length=8, block_length=4, decode_steps=8, remasking="random"),
         help="decoding; random-order unmasking samples the model's own path law (confidence order does not)",
     )
+    rollout_decoding: dict[str, Any] = setting(
+        factory=dict,
+        help="sampling keys the arms' rollouts use instead (e.g. threshold, cache): the replay buffer comes from that "
+        "decoder, while held-out metrics and exact laws keep sampling's",
+    )
     eval_mazes: int = setting(64, "held-out mazes of the sampled metrics")
     samples_per_maze: int = setting(8, "samples per held-out maze")
     tv_mazes: int = setting(16, "distinct held-out mazes whose exact path laws give the total variation to the target")
@@ -141,7 +146,7 @@ def arms(cfg: MazeStudyConfig, out: Path, seed: int) -> dict[str, DTMConfig]:
                 "micro_batch": cfg.micro_batch,
                 "lr": cfg.lr,
                 "lr_min": cfg.lr / 10,
-                "sampling": cfg.sampling.__dict__,
+                "sampling": cfg.sampling.__dict__ | cfg.rollout_decoding,
                 "eval_prompts": 0,
             } | cfg.dtm
             values |= {
@@ -350,7 +355,8 @@ def write_outputs(out: Path, cfg: MazeStudyConfig, runs: list[dict[str, Any]], s
         f"h = {cfg.small_h}; one-phase: h = {cfg.a_end}). Held-out: {cfg.eval_mazes} mazes, each decoded greedily and "
         f"sampled {cfg.samples_per_maze} times at temperature {cfg.sampling.temperature}; exact laws on "
         f"{cfg.tv_mazes} distinct held-out mazes (TV to rho_a, exact reward, E_rho[r]; the base row's TV is where "
-        "every arm starts). Mean ± std over seeds.",
+        "every arm starts). Mean ± std over seeds."
+        + (f" Rollouts decode with {cfg.rollout_decoding} instead." if cfg.rollout_decoding else ""),
         "",
         markdown_table(summary),
         "",

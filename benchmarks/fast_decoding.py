@@ -1,0 +1,210 @@
+"""Fast decoding: confidence-threshold parallel decoding and key/value caches against the plain sampler, same run.
+
+Every option decodes the same prompts with ``dtm.diffusion.sampler.generate``; the reference is the plain sampler
+(fixed schedule, steps = gen length / 2, no cache). Per option and generation length (256 and 512, block 32):
+forward passes per generated token, positions run through the model and model FLOPs per sequence (from the
+sampler's per-row counts: for this model, and for LLaDA-8B's shape from the same counts), wall time, and, for greedy
+options, the fraction of responses identical to the reference's.
+
+The model is the built-in model shaped so that its backbone / output-head cost ratio per position is LLaDA-8B's:
+LLaDA-8B's layers hold 13 h^2 projection weights each (q, k, v, o: 4 h^2; gate, up, down with an MLP of 3 h: 9 h^2),
+so 32 layers against a 126,464-token head give 32 * 13 * 4096 / 126464 = 13.5; hidden 128 and MLP 384 (3 h) over 2
+layers against a 256-token head give 2 * 13 * 128 / 256 = 13.0. (Attention over the context is a larger share here:
+its cost per position grows with hidden size times context length, the projections' with hidden size squared.)
+
+How many tokens a threshold round commits depends on how sure the model is. Two models bracket it: one pretrained on
+``increment`` with 64 digits from 252 values, each copied with probability 0.95 (so a trained model is sure of every
+digit and of the end-of-sequence padding after them), and the same shape with random weights (sure of nothing: one
+token per round). The first is trained once (about 3 minutes here) and kept in ``--model-dir``.
+
+    .venv/bin/python benchmarks/fast_decoding.py                 # both lengths, all options (about 10 minutes)
+    .venv/bin/python benchmarks/fast_decoding.py --gen 256 --repeats 1
+"""
+
+from __future__ import annotations
+
+import argparse
+from dataclasses import dataclass
+from pathlib import Path
+
+import torch
+from common import median, peak_rss_mb, summary_line, time_alternating
+
+from dtm.config.choices import KVCache, Remasking
+from dtm.config.model import TinyModelConfig
+from dtm.config.pretrain import PretrainConfig
+from dtm.diffusion.sampler import DecodeStats, generate
+from dtm.memory_plan import ModelShape
+from dtm.models import DiffusionLM, build_tiny_model, load_model
+from dtm.tasks.increment import IncrementTask
+from dtm.training.pretrain import pretrain
+
+TASK_OPTIONS = {"num_digits": 64, "num_values": 252, "gen_length": 512, "p_increment": 0.05}
+ARCHITECTURE = TinyModelConfig(hidden_size=128, num_layers=2, num_heads=4, intermediate_size=384, max_length=640)
+
+
+@dataclass(frozen=True)
+class Option:
+    """One decoder: the plain sampler's settings, or a fast one."""
+
+    name: str
+    remasking: Remasking = "low_confidence"
+    temperature: float = 0.0
+    threshold: float | None = None
+    cache: KVCache = "none"
+    cache_refresh: int = 0
+
+
+GREEDY = [
+    Option("plain"),
+    Option("prefix cache", cache="prefix"),
+    Option("dual cache", cache="dual"),
+    Option("threshold 0.9", threshold=0.9),
+    Option("threshold 0.9 + dual", threshold=0.9, cache="dual"),
+]
+SAMPLED = [
+    Option("random T=1", remasking="random", temperature=1.0),
+    Option("random T=1, threshold 0.9 + dual", remasking="random", temperature=1.0, threshold=0.9, cache="dual"),
+]
+
+
+def parse_args() -> argparse.Namespace:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--gen", type=int, nargs="+", default=[256, 512], help="generation lengths")
+    parser.add_argument("--block", type=int, default=32)
+    parser.add_argument("--batch", type=int, default=8)
+    parser.add_argument("--repeats", type=int, default=1, help="timed rounds per option (medians are compared)")
+    parser.add_argument("--threads", type=int, default=1)
+    parser.add_argument("--model-dir", type=Path, default=Path("runs/bench/increment-model"))
+    return parser.parse_args()
+
+
+def trained_model(folder: Path) -> DiffusionLM:
+    """The pretrained increment model, trained into ``folder`` on first use."""
+    if not (folder / "model" / "config.json").is_file():
+        cfg = PretrainConfig(
+            task="increment",
+            task_options=TASK_OPTIONS,
+            architecture=ARCHITECTURE,
+            steps=300,
+            batch_size=16,
+            lr=3e-3,
+            lr_min=3e-4,
+            seed=0,
+            output_dir=str(folder),
+        )
+        pretrain(cfg, overwrite=True, progress=False)
+    return load_model(folder / "model").eval()
+
+
+def random_model(vocab_size: int) -> DiffusionLM:
+    torch.manual_seed(0)
+    return build_tiny_model(ARCHITECTURE.__class__(**{**ARCHITECTURE.__dict__, "vocab_size": vocab_size})).eval()
+
+
+def decode(model: DiffusionLM, prompts: torch.Tensor, gen: int, block: int, option: Option, stats: DecodeStats):
+    return generate(
+        model,
+        prompts,
+        gen,
+        block,
+        gen // 2,
+        mask_token_id=model.mask_token_id,
+        temperature=option.temperature,
+        remasking=option.remasking,
+        generator=torch.Generator().manual_seed(0),
+        threshold=option.threshold,
+        cache=option.cache,
+        cache_refresh=option.cache_refresh,
+        stats=stats,
+    )[:, prompts.shape[1] :]
+
+
+def measure(model, prompts, gen, block, options, repeats) -> dict[str, dict]:
+    """Decode with every option (alternating, ``repeats`` timed rounds); counts, FLOPs and times per option."""
+    stats = {o.name: DecodeStats.zeros(len(prompts)) for o in options}
+    variants = {
+        o.name: (lambda o=o: decode(model, prompts, gen, block, o, DecodeStats.zeros(len(prompts)))) for o in options
+    }
+    times, outputs = time_alternating(variants, repeats, warmup=0)
+    for o in options:  # the counts of one decoding (they do not change between rounds)
+        decode(model, prompts, gen, block, o, stats[o.name])
+    ours, llada = ModelShape.from_hf_config(model.config), ModelShape.llada_8b()
+    rows = {}
+    for o in options:
+        s = stats[o.name]
+        counts = (s.tokens.double(), s.attention_pairs.double(), s.head_positions.double())
+        rows[o.name] = {
+            "passes_per_token": s.passes.double().mean().item() / gen,
+            "tokens_per_sequence": counts[0].mean().item(),
+            "flops": ours.forward_flops(*counts).mean().item(),
+            "llada_flops": llada.forward_flops(*counts).mean().item(),
+            "seconds": median(times[o.name]),
+            "output": outputs[o.name],
+        }
+        assert not (outputs[o.name] == model.mask_token_id).any(), f"{o.name}: mask tokens left in a response"
+    return rows
+
+
+def report(title: str, rows: dict[str, dict], reference: str, greedy: bool) -> None:
+    ref = rows[reference]
+    print(f"  {title} (ratios: {reference} / option)")
+    head = (
+        "  | option | passes / token | positions / seq | FLOPs / seq | LLaDA-8B FLOPs / seq | wall s | passes x | "
+        "FLOPs x | wall x |"
+    )
+    print(head + (" same response |" if greedy else ""))
+    for name, r in rows.items():
+        line = (
+            f"  | {name} | {r['passes_per_token']:.3f} | {r['tokens_per_sequence']:.0f} | {r['flops']:.3g} | "
+            f"{r['llada_flops']:.3g} | {r['seconds']:.2f} | {ref['passes_per_token'] / r['passes_per_token']:.2f} | "
+            f"{ref['flops'] / r['flops']:.2f} | {ref['seconds'] / r['seconds']:.2f} |"
+        )
+        if greedy:
+            same = (r["output"] == ref["output"]).all(dim=1).double().mean().item()
+            line += f" {same:.0%} |"
+        print(line)
+
+
+def main() -> None:
+    args = parse_args()
+    torch.set_num_threads(args.threads)
+    model = trained_model(args.model_dir)
+    shape = ModelShape.from_hf_config(model.config)
+    llada = ModelShape.llada_8b()
+    ratio = shape.linear_params() / (shape.hidden_size * shape.vocab_size)
+    llada_ratio = llada.linear_params() / (llada.hidden_size * llada.vocab_size)
+    print(
+        f"Fast decoding: batch {args.batch}, block {args.block}, steps = gen length / 2 for the fixed schedule; model "
+        f"hidden {shape.hidden_size}, {shape.num_layers} layers, vocab {shape.vocab_size}: backbone / head "
+        f"{ratio:.1f} (LLaDA-8B {llada_ratio:.1f}); {args.threads} threads"
+    )
+    for gen in args.gen:
+        task = IncrementTask(**{**TASK_OPTIONS, "gen_length": gen})
+        prompts = task.prompts(args.batch, split="test", seed=0).ids
+        print(f"gen length {gen}, prompt {prompts.shape[1]} tokens")
+        greedy = measure(model, prompts, gen, args.block, GREEDY, args.repeats)
+        report("trained model, greedy", greedy, "plain", greedy=True)
+        sampled = measure(model, prompts, gen, args.block, SAMPLED, args.repeats)
+        report("trained model, sampled", sampled, "random T=1", greedy=False)
+        fast = greedy["threshold 0.9 + dual"]
+        summary_line(
+            f"fast decoding len {gen}: passes plain / threshold 0.9 + dual",
+            greedy["plain"]["passes_per_token"] / fast["passes_per_token"],
+            ">= 4x at 256",
+        )
+        summary_line(
+            f"fast decoding len {gen}: wall plain / threshold 0.9 + dual",
+            greedy["plain"]["seconds"] / fast["seconds"],
+            ">= 3x at 256",
+        )
+        if gen == min(args.gen):
+            unsure = measure(
+                random_model(shape.vocab_size), prompts, gen, args.block, [GREEDY[0], GREEDY[4]], args.repeats
+            )
+            report("random weights (never confident), greedy", unsure, "plain", greedy=True)
+    print(f"  peak RSS of this process {peak_rss_mb():.0f} MiB")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,214 @@
+"""What fast decoders cost: accuracy and distance to the exact sampler's law (``dtm study decoding``).
+
+For every seed and model (a token task and a model folder per seed), each decoder of ``decoders`` (sampling keys such
+as ``threshold``, ``cache``, ``cache_refresh``) is compared with the model's exact sampler (its ``sampling``: one
+token per round) on the same held-out prompts:
+
+- greedy decoding (low confidence, temperature 0): reward, accuracy (the task's ``score`` where it has one, e.g.
+  Sudoku's cell accuracy) and forward passes per response;
+- sampling (random order, temperature 1, the decoding whose law DTM's target is defined on): forward passes per
+  response, and on mazes, where every response can be listed, the exact total variation between the decoder's path
+  law and the exact sampler's (:mod:`dtm.diffusion.exact`; no sampling noise), averaged over ``tv_mazes`` mazes.
+
+Results are per seed and mean ± std over seeds.
+"""
+
+from __future__ import annotations
+
+import json
+import statistics
+from dataclasses import dataclass, replace
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from dtm.config import ConfigError, check, load_config, save_config, setting
+from dtm.config.sampling import SamplingConfig
+from dtm.diffusion.sampler import DecodeStats
+from dtm.models import load_model
+from dtm.models.base import DiffusionLM
+from dtm.rollouts import rollout
+from dtm.studies.maze_laws import distinct_mazes, maze_paths, outcomes, path_law, total_variation
+from dtm.studies.parallel import map_seeds
+from dtm.tasks import get_task
+from dtm.tasks.base import PromptBatch, TokenTask
+from dtm.tasks.maze import MazeTask
+from dtm.training.logging import prepare_run_dir
+
+DECODER_KEYS = ("threshold", "cache", "cache_refresh")
+MODEL_KEYS = ("task", "task_options", "path", "sampling")
+
+
+def _default_models() -> dict[str, dict[str, Any]]:
+    maze = {"task": "maze", "task_options": {"size": 3, "extra_openings": 3, "gen_length": 8}}
+    maze_sampling = {"gen_length": 8, "block_length": 4, "decode_steps": 8, "remasking": "random"}
+    return {
+        "maze base": maze | {"path": "runs/maze-study/seed{seed}/base/model", "sampling": maze_sampling},
+        "maze DTM": maze
+        | {"path": "runs/maze-study/seed{seed}/arms/small-h_c1/final/model", "sampling": maze_sampling},
+        "sudoku base": {
+            "task": "sudoku_digits",
+            "path": "runs/sudoku-bases/seed{seed}/model",
+            "sampling": {"gen_length": 16, "block_length": 4, "decode_steps": 16, "remasking": "random"},
+        },
+    }
+
+
+def _default_decoders() -> dict[str, dict[str, Any]]:
+    return {
+        "threshold 0.9": {"threshold": 0.9},
+        "threshold 0.7": {"threshold": 0.7},
+        "prefix cache": {"cache": "prefix"},
+        "dual cache": {"cache": "dual"},
+        "threshold 0.9 + dual": {"threshold": 0.9, "cache": "dual"},
+    }
+
+
+@dataclass
+class DecodingStudyConfig:
+    """Settings of the decoding study (``configs/decoding-study.yaml``)."""
+
+    output_dir: str = setting("runs/decoding-study", "study folder: results.json, report.md")
+    seeds: list[int] = setting(factory=lambda: [0, 1, 2], help="seeds: each model path's {seed}, and the sampling seed")
+    workers: int = setting(1, "seeds run side by side in this many processes (one torch thread each; same numbers)")
+    models: dict[str, dict[str, Any]] = setting(
+        factory=_default_models,
+        help="name -> {task, task_options, path (with {seed}), sampling (the exact sampler: one token per round)}",
+    )
+    decoders: dict[str, dict[str, Any]] = setting(
+        factory=_default_decoders, help="name -> the sampling keys it changes (threshold, cache, cache_refresh)"
+    )
+    eval_prompts: int = setting(256, "held-out prompts decoded greedily and sampled once by every decoder")
+    tv_mazes: int = setting(16, "distinct held-out mazes whose exact laws give the TV (maze models only)")
+
+    def __post_init__(self) -> None:
+        check(bool(self.seeds), "seeds", "must list at least one seed")
+        check(self.workers >= 1, "workers", f"must be >= 1, got {self.workers}")
+        check(bool(self.models), "models", "must name at least one model")
+        for name, entry in self.models.items():
+            unknown = set(entry) - set(MODEL_KEYS)
+            check(not unknown, f"models.{name}", f"unknown keys {sorted(unknown)}; valid: {', '.join(MODEL_KEYS)}")
+            check("task" in entry and "path" in entry, f"models.{name}", "needs task and path")
+            self.reference(name)
+        check("exact" not in self.decoders, "decoders", "'exact' names the reference row; choose another name")
+        for name, changes in self.decoders.items():
+            unknown = set(changes) - set(DECODER_KEYS)
+            check(not unknown, f"decoders.{name}", f"unknown keys {sorted(unknown)}; valid: {', '.join(DECODER_KEYS)}")
+            for model in self.models:
+                self.decoder(model, name)
+        check(self.eval_prompts > 0, "eval_prompts", f"must be positive, got {self.eval_prompts}")
+        check(self.tv_mazes > 0, "tv_mazes", f"must be positive, got {self.tv_mazes}")
+
+    def reference(self, model: str) -> SamplingConfig:
+        """The exact sampler of ``model`` (its ``sampling``, at temperature 1)."""
+        try:
+            return load_config(SamplingConfig, dict(self.models[model].get("sampling", {})) | {"temperature": 1.0})
+        except ConfigError as e:
+            raise ConfigError(f"models.{model}.sampling: {e}") from None
+
+    def decoder(self, model: str, name: str) -> SamplingConfig:
+        try:
+            return load_config(SamplingConfig, self.reference(model).__dict__ | self.decoders[name])
+        except ConfigError as e:
+            raise ConfigError(f"decoders.{name} (with models.{model}.sampling): {e}") from None
+
+
+def measure(
+    model: DiffusionLM, task: TokenTask, prompts: PromptBatch, sampling: SamplingConfig, seed: int
+) -> dict[str, float]:
+    """Greedy (low confidence) reward, accuracy and passes, and sampled (random order) passes, on ``prompts``."""
+    greedy_sampling = replace(sampling, remasking="low_confidence", temperature=0.0)
+    stats = DecodeStats.zeros(len(prompts))
+    greedy = rollout(model, prompts, greedy_sampling, stats=stats)
+    sampled_stats = DecodeStats.zeros(len(prompts))
+    rollout(model, prompts, sampling, torch.Generator().manual_seed(seed), stats=sampled_stats)
+    score = task.score(greedy, prompts.meta) if hasattr(task, "score") else task.is_correct(greedy, prompts.meta)
+    return {
+        "greedy_reward": task.reward(greedy, prompts.meta).mean().item(),
+        "greedy_accuracy": score.double().mean().item(),
+        "greedy_passes": stats.passes.double().mean().item(),
+        "sampled_passes": sampled_stats.passes.double().mean().item(),
+    }
+
+
+def run_seed(seed: int, cfg: DecodingStudyConfig) -> dict[str, Any]:
+    """Every model and decoder of one seed: ``{model: {decoder or "exact": metrics}}``."""
+    results: dict[str, Any] = {}
+    for name, entry in cfg.models.items():
+        path = Path(entry["path"].format(seed=seed))
+        model = load_model(path).eval()
+        reference = cfg.reference(name)
+        task = get_task(entry["task"], **entry.get("task_options", {}))
+        prompts = task.prompts(cfg.eval_prompts, split="test", seed=0)
+        rows = {"exact": measure(model, task, prompts, reference, seed)}
+        paths = None
+        if isinstance(task, MazeTask):
+            paths = maze_paths(task, distinct_mazes(task, cfg.tv_mazes, "test"))
+            exact_law = outcomes(path_law(model, paths, reference))
+            rows["exact"]["tv_to_exact"] = 0.0
+        for decoder in cfg.decoders:
+            sampling = cfg.decoder(name, decoder)
+            rows[decoder] = measure(model, task, prompts, sampling, seed)
+            if paths is not None:
+                law = outcomes(path_law(model, paths, sampling))
+                rows[decoder]["tv_to_exact"] = total_variation(law, exact_law, paths).mean().item()
+        results[name] = rows
+    return {"seed": seed, "results": results}
+
+
+def summarize(runs: list[dict[str, Any]]) -> dict[str, dict[str, dict[str, dict[str, float]]]]:
+    """Mean and std over seeds of every metric of every (model, decoder)."""
+    summary: dict[str, Any] = {}
+    for model, decoders in runs[0]["results"].items():
+        summary[model] = {}
+        for decoder, metrics in decoders.items():
+            summary[model][decoder] = {}
+            for key in metrics:
+                values = [run["results"][model][decoder][key] for run in runs]
+                std = statistics.stdev(values) if len(values) > 1 else 0.0
+                summary[model][decoder][key] = {"mean": statistics.fmean(values), "std": std}
+    return summary
+
+
+COLUMNS = [
+    ("greedy_accuracy", "greedy accuracy"),
+    ("greedy_reward", "greedy reward"),
+    ("greedy_passes", "passes / response (greedy)"),
+    ("sampled_passes", "passes / response (sampled)"),
+    ("tv_to_exact", "TV to the exact law"),
+]
+
+
+def markdown_table(summary: dict[str, Any], model: str) -> str:
+    """One model: a row per decoder (the exact sampler first), mean ± std over seeds."""
+    columns = [(k, t) for k, t in COLUMNS if k in summary[model]["exact"]]
+    lines = ["| decoder | " + " | ".join(t for _, t in columns) + " |", "|---" * (len(columns) + 1) + "|"]
+    for decoder, row in summary[model].items():
+        cells = [f"{row[k]['mean']:.3f} ± {row[k]['std']:.3f}" for k, _ in columns]
+        lines.append(f"| {decoder} | " + " | ".join(cells) + " |")
+    return "\n".join(lines)
+
+
+def run_decoding_study(cfg: DecodingStudyConfig, *, overwrite: bool = False) -> dict[str, Any]:
+    """Every seed, then the summary; write ``results.json`` and ``report.md`` to ``cfg.output_dir``."""
+    for name, entry in cfg.models.items():
+        for seed in cfg.seeds:
+            folder = Path(entry["path"].format(seed=seed))
+            check((folder / "config.json").is_file(), f"models.{name}.path", f"no model checkpoint at {folder}")
+    out = prepare_run_dir(cfg.output_dir, overwrite=overwrite, resumable=False)
+    save_config(cfg, out / "study.yaml")
+    runs = map_seeds(run_seed, cfg.seeds, cfg, workers=cfg.workers)
+    summary = summarize(runs)
+    (out / "results.json").write_text(json.dumps({"summary": summary, "runs": runs}, indent=2))
+    report = [
+        "# Decoding study",
+        "",
+        f"Seeds {cfg.seeds}; {cfg.eval_prompts} held-out prompts per model, decoded greedily (low confidence) and "
+        f"sampled once (random order, temperature 1) by every decoder; exact laws on {cfg.tv_mazes} held-out mazes. "
+        "The exact row is each model's sampler with one token per round. Mean ± std over seeds.",
+    ]
+    for model in summary:
+        report += ["", f"## {model}", "", markdown_table(summary, model)]
+    (out / "report.md").write_text("\n".join(report) + "\n")
+    return summary
