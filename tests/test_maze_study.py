@@ -134,3 +134,15 @@ def test_seeds_give_the_same_numbers_alone_or_in_parallel_workers(tmp_path):
     single = json.loads((tmp_path / "a" / "study" / "results.json").read_text())["runs"][0]
     assert runs[1]["results"] == single["results"]
     assert set(alone) == set(parallel)
+
+
+def test_a_given_base_model_replaces_pretraining_with_the_same_numbers(tmp_path):
+    """An earlier study's base models, loaded from disk, give that study's numbers (fast rollouts are compared with
+    exact ones on the same bases this way); a missing base stops the study before anything runs."""
+    first = run_maze_study(tiny_study(tmp_path / "a", seeds=[1], controls=["1"]), progress=False)
+    base = str(tmp_path / "a" / "study" / "seed{seed}" / "base" / "model")
+    again = run_maze_study(tiny_study(tmp_path / "b", seeds=[1], controls=["1"], base_model=base), progress=False)
+    assert again == first
+    assert not (tmp_path / "b" / "study" / "seed1" / "base").exists()
+    with pytest.raises(ConfigError, match=r"base_model: no model checkpoint at .*seed0"):
+        run_maze_study(tiny_study(tmp_path / "c", seeds=[0], base_model=base), progress=False)

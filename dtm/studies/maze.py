@@ -64,6 +64,11 @@ class MazeStudyConfig:
         factory=lambda: TinyModelConfig(hidden_size=128, num_layers=4, intermediate_size=256, max_length=64),
         help="shape of the base model, pretrained once per seed",
     )
+    base_model: str = setting(
+        "",
+        "a base model folder per seed ({seed} in the path, e.g. an earlier study's seed{seed}/base/model) instead of "
+        "pretraining one (architecture and pretraining keys are then unused)",
+    )
     pretrain_steps: int = setting(1200, "pretraining steps of each base model")
     pretrain_lr: float = setting(2e-3, "pretraining peak learning rate")
     a_end: float = setting(12.0, "final tilt of every DTM arm")
@@ -136,7 +141,7 @@ def arms(cfg: MazeStudyConfig, out: Path, seed: int) -> dict[str, DTMConfig]:
         for c in cfg.controls:
             name = f"{schedule} c={c}"
             values = {
-                "base_model": str(out / "base" / "model"),
+                "base_model": base_folder(cfg, out, seed),
                 "task": "maze",
                 "task_options": cfg.task_options,
                 "buffer_prompts": cfg.buffer_prompts,
@@ -163,6 +168,11 @@ def arms(cfg: MazeStudyConfig, out: Path, seed: int) -> dict[str, DTMConfig]:
             except ConfigError as e:
                 raise ConfigError(f"dtm (the arms' DTM settings): {e}") from None
     return configs
+
+
+def base_folder(cfg: MazeStudyConfig, out: Path, seed: int) -> str:
+    """The base model of a seed: ``base_model`` if given, else the one the study pretrains into ``out/base``."""
+    return cfg.base_model.format(seed=seed) if cfg.base_model else str(out / "base" / "model")
 
 
 def path_metrics(task: MazeTask, rollouts: HeldoutRollouts) -> dict[str, float]:
@@ -234,9 +244,10 @@ def evaluate_model(
 
 
 def run_seed(seed: int, cfg: MazeStudyConfig, out_dir: str, progress: bool) -> dict[str, Any]:
-    """One seed: pretrain its base model, run every arm, measure everything; results are written to
-    ``out_dir/seed<seed>/result.json`` too."""
+    """One seed: pretrain its base model (or load ``base_model``), run every arm, measure everything; results are
+    written to ``out_dir/seed<seed>/result.json`` too."""
     out = Path(out_dir) / f"seed{seed}"
+    out.mkdir(parents=True, exist_ok=True)
     task = MazeTask(**cfg.task_options)
     pre = PretrainConfig(
         task="maze",
@@ -248,7 +259,7 @@ def run_seed(seed: int, cfg: MazeStudyConfig, out_dir: str, progress: bool) -> d
         seed=seed,
         output_dir=str(out / "base"),
     )
-    base_model = pretrain(pre, progress=progress)
+    base_model = load_model(cfg.base_model.format(seed=seed)) if cfg.base_model else pretrain(pre, progress=progress)
     held_out = EvalSet(
         task.prompts(cfg.eval_mazes, split="test", seed=0), maze_paths(task, distinct_mazes(task, cfg.tv_mazes, "test"))
     )
@@ -256,7 +267,7 @@ def run_seed(seed: int, cfg: MazeStudyConfig, out_dir: str, progress: bool) -> d
     results: dict[str, Any] = {"base": evaluate_model(base_model, task, cfg, held_out, seed)}
     curves: dict[str, dict[str, list[float]]] = {}
     for name, arm_cfg in arms(cfg, out, seed).items():
-        trainer = DTMTrainer(arm_cfg, model=load_model(out / "base" / "model"), task=task, progress=progress)
+        trainer = DTMTrainer(arm_cfg, model=load_model(arm_cfg.base_model), task=task, progress=progress)
         tuned = trainer.train()
         with trainer.uncounted():  # the run's compute is its training only
             metrics = evaluate_model(tuned, task, cfg, held_out, seed)
@@ -271,8 +282,11 @@ def run_seed(seed: int, cfg: MazeStudyConfig, out_dir: str, progress: bool) -> d
 def run_maze_study(cfg: MazeStudyConfig, *, overwrite: bool = False, progress: bool = True) -> dict[str, Any]:
     """Every seed (base model and arms), then the summary over seeds; write ``results.json``, ``results.csv``,
     figures and ``report.md`` to ``cfg.output_dir``; return the summary."""
-    for seed in cfg.seeds:  # every arm's settings are checked before anything is trained
+    for seed in cfg.seeds:  # every arm's settings and base model are checked before anything is trained
         arms(cfg, Path(cfg.output_dir), seed)
+        if cfg.base_model:
+            folder = Path(cfg.base_model.format(seed=seed))
+            check((folder / "config.json").is_file(), "base_model", f"no model checkpoint at {folder}")
     out = prepare_run_dir(cfg.output_dir, overwrite=overwrite, resumable=False)
     save_config(cfg, out / "study.yaml")
     runs = map_seeds(run_seed, cfg.seeds, cfg, str(out), progress and cfg.workers == 1, workers=cfg.workers)
