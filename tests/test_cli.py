@@ -140,6 +140,17 @@ def test_sample_options(base_model_dir, capsys):
         assert line.startswith(IncrementTask().render(prompt.tolist()) + " -> ")
 
 
+def test_sample_with_fast_decoding_options(base_model_dir, capsys):
+    """Threshold 1 with a dual cache refreshed every round is the exact one-token-per-round sampler."""
+    model, common = str(base_model_dir), ["--n", "3", "--seed", "2", "--temperature", "0", "--decode-steps", "8"]
+    main(["sample", "--model", model, *common])
+    exact = capsys.readouterr().out
+    main(["sample", "--model", model, *common, "--threshold", "1.0", "--cache", "dual", "--cache-refresh", "1"])
+    assert capsys.readouterr().out == exact
+    main(["sample", "--model", model, *common, "--threshold", "0.5", "--cache", "prefix"])
+    assert len(capsys.readouterr().out.strip().splitlines()) == 4
+
+
 def test_sample_errors_exit_2(tmp_path, base_model_dir, capsys):
     missing = tmp_path / "missing-model"
     assert exit_code(["sample", "--model", str(missing), "--n", "1"]) == 2
@@ -148,6 +159,10 @@ def test_sample_errors_exit_2(tmp_path, base_model_dir, capsys):
     assert "block_length" in capsys.readouterr().err
     assert exit_code(["sample", "--model", str(base_model_dir), "--task", "nope", "--n", "1"]) == 2
     assert "available: increment" in capsys.readouterr().err
+    assert exit_code(["sample", "--model", str(base_model_dir), "--n", "1", "--threshold", "1.5"]) == 2
+    assert "threshold: must be in (0, 1]" in capsys.readouterr().err
+    assert exit_code(["sample", "--model", str(base_model_dir), "--n", "1", "--cache-refresh", "2"]) == 2
+    assert "cache_refresh: 2 needs a cache" in capsys.readouterr().err
 
 
 def test_usage_errors_exit_2(capsys):
