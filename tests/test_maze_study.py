@@ -10,7 +10,7 @@ import pytest
 from dtm.config import ConfigError
 from dtm.config.sampling import SamplingConfig
 from dtm.models import TinyModelConfig
-from dtm.studies.maze import COLUMNS, MazeStudyConfig, arms, run_maze_study
+from dtm.studies.maze import COLUMNS, TIMINGS, MazeStudyConfig, arms, run_maze_study
 from dtm.studies.metrics import empirical, entropy, tilt, total_variation
 
 
@@ -112,6 +112,8 @@ def test_study_smoke_run_writes_every_output(tmp_path):
             assert row["exact_reward"] <= row["target_reward"] + 1e-9 or name != "base"
             if name != "base":
                 assert row["rollouts"] > 0 and row["grad_norm_var"] >= 0 and row["compute_tokens"] > 0
+                assert row["train_seconds"] > row["rollout_seconds"] > 0
+                assert row["rollout_passes"] == 8 and row["rollout_positions"] > 8 * 8  # one token per round
         assert len(run["curves"]["small-h c=1"]["curve_step"]) == 4
     for name, entry in summary.items():
         values = [run["results"][name]["sampled_reward"] for run in saved["runs"]]
@@ -132,8 +134,13 @@ def test_seeds_give_the_same_numbers_alone_or_in_parallel_workers(tmp_path):
     runs = json.loads((tmp_path / "b" / "study" / "results.json").read_text())["runs"]
     assert [run["seed"] for run in runs] == [0, 1]
     single = json.loads((tmp_path / "a" / "study" / "results.json").read_text())["runs"][0]
-    assert runs[1]["results"] == single["results"]
+    assert untimed(runs[1]["results"]) == untimed(single["results"])
     assert set(alone) == set(parallel)
+
+
+def untimed(results: dict) -> dict:
+    """Per-arm results without the wall times."""
+    return {arm: {k: v for k, v in row.items() if k not in TIMINGS} for arm, row in results.items()}
 
 
 def test_a_given_base_model_replaces_pretraining_with_the_same_numbers(tmp_path):
@@ -141,8 +148,10 @@ def test_a_given_base_model_replaces_pretraining_with_the_same_numbers(tmp_path)
     exact ones on the same bases this way); a missing base stops the study before anything runs."""
     first = run_maze_study(tiny_study(tmp_path / "a", seeds=[1], controls=["1"]), progress=False)
     base = str(tmp_path / "a" / "study" / "seed{seed}" / "base" / "model")
-    again = run_maze_study(tiny_study(tmp_path / "b", seeds=[1], controls=["1"], base_model=base), progress=False)
-    assert again == first
+    run_maze_study(tiny_study(tmp_path / "b", seeds=[1], controls=["1"], base_model=base), progress=False)
+    runs = [json.loads((tmp_path / x / "study" / "results.json").read_text())["runs"][0] for x in ("a", "b")]
+    assert untimed(runs[1]["results"]) == untimed(runs[0]["results"])
+    assert set(first) == {"base", "small-h c=1", "one-phase c=1"}
     assert not (tmp_path / "b" / "study" / "seed1" / "base").exists()
     with pytest.raises(ConfigError, match=r"base_model: no model checkpoint at .*seed0"):
         run_maze_study(tiny_study(tmp_path / "c", seeds=[0], base_model=base), progress=False)

@@ -15,6 +15,7 @@ import csv
 import json
 import math
 import statistics
+import time
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, ClassVar
@@ -217,6 +218,21 @@ def training_stability(metrics_file: Path) -> dict[str, Any]:
     }
 
 
+TIMINGS = ("train_seconds", "rollout_seconds")  # wall times: the only results that differ between identical runs
+
+
+def cost(trainer: DTMTrainer, seconds: float) -> dict[str, float]:
+    """Training wall time (evaluations excluded), the part of it spent decoding rollouts, and the forward passes and
+    positions through the model per rollout."""
+    state = trainer.state
+    return {
+        "train_seconds": seconds,
+        "rollout_seconds": state.rollout_seconds,
+        "rollout_passes": state.rollout_passes / state.rollouts,
+        "rollout_positions": state.rollout_positions / state.rollouts,
+    }
+
+
 @dataclass
 class EvalSet:
     """The held-out mazes of a seed: sampled-metric prompts and the exact-law mazes with the base model's law."""
@@ -268,12 +284,14 @@ def run_seed(seed: int, cfg: MazeStudyConfig, out_dir: str, progress: bool) -> d
     curves: dict[str, dict[str, list[float]]] = {}
     for name, arm_cfg in arms(cfg, out, seed).items():
         trainer = DTMTrainer(arm_cfg, model=load_model(arm_cfg.base_model), task=task, progress=progress)
+        start = time.perf_counter()
         tuned = trainer.train()
+        seconds = time.perf_counter() - start - trainer.state.eval_seconds
         with trainer.uncounted():  # the run's compute is its training only
             metrics = evaluate_model(tuned, task, cfg, held_out, seed)
         stability = training_stability(Path(arm_cfg.output_dir) / "metrics.jsonl")
         curves[name] = {k: stability.pop(k) for k in ("curve_step", "curve_reward", "curve_loss")}
-        results[name] = metrics | stability | {"compute_tokens": trainer.state.compute_tokens}
+        results[name] = metrics | stability | {"compute_tokens": trainer.state.compute_tokens} | cost(trainer, seconds)
     result = {"seed": seed, "results": results, "curves": curves}
     (out / "result.json").write_text(json.dumps(result, indent=2))
     return result

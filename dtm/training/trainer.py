@@ -30,6 +30,7 @@ from tqdm.auto import tqdm
 from dtm.config import check, save_config, to_dict
 from dtm.config.run import RunConfig
 from dtm.config.sampling import SamplingConfig
+from dtm.diffusion.sampler import DecodeStats
 from dtm.heldout import heldout_metrics
 from dtm.models import save_model
 from dtm.models.base import DiffusionLM, input_tokens
@@ -60,6 +61,11 @@ class RunState:
     reward_timeouts: int = 0
     rollouts: int = 0
     eval_seconds: float = 0.0  # time spent in held-out evaluations (not training)
+    # What the rollouts' decoding cost: wall time (scoring excluded), and per-response forward passes and positions
+    # through the model, summed over rollouts (dtm.diffusion.sampler.DecodeStats).
+    rollout_seconds: float = 0.0
+    rollout_passes: int = 0
+    rollout_positions: int = 0
     # Compute, machine-independent: tokens through the models' forward passes (rollouts, teacher or reference, trained
     # model; evaluations excluded) and tokens of the forward passes that were differentiated (their backward pass).
     forward_tokens: int = 0
@@ -399,7 +405,12 @@ class Trainer(ABC):
 
     def _rollout(self, prompts: PromptBatch) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
         """Rollouts of ``rollout_model`` for the buffer, scored by the reward functions."""
-        responses = rollout(self.rollout_model, prompts, self.cfg.sampling, self.sample_generator)
+        stats = DecodeStats.zeros(len(prompts))
+        start = time.perf_counter()
+        responses = rollout(self.rollout_model, prompts, self.cfg.sampling, self.sample_generator, stats=stats)
+        self.state.rollout_seconds += time.perf_counter() - start
+        self.state.rollout_passes += int(stats.passes.sum())
+        self.state.rollout_positions += int(stats.tokens.sum())
         scores = self.scorer(responses, prompts.meta)
         self.state.reward_errors += scores.errors
         self.state.reward_timeouts += scores.timeouts
