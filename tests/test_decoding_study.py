@@ -13,7 +13,7 @@ import torch
 
 from dtm.config import ConfigError
 from dtm.models import TinyModelConfig, build_tiny_model, save_model
-from dtm.studies.decoding import DecodingStudyConfig, run_decoding_study
+from dtm.studies.decoding import BUFFER_COLUMNS, DecodingStudyConfig, buffer_table, run_decoding_study
 from dtm.tasks.maze import MazeTask
 
 
@@ -82,3 +82,16 @@ def test_study_settings_are_checked_before_anything_runs(tmp_path, maze_models):
     with pytest.raises(ConfigError, match=r"models\.maze\.path: no model checkpoint at .*seed5"):
         run_decoding_study(missing)
     assert not (tmp_path / "study").exists()
+
+
+def test_buffer_table_has_a_row_per_decoder_with_each_summary_of_the_arm():
+    def summary(reward: float) -> dict:
+        row = {key: {"mean": reward, "std": 0.01} for key, _ in BUFFER_COLUMNS}
+        row["train_seconds"] = {"mean": 120.4, "std": 3.2}
+        return {"small-h c=1": row, "base": {}}
+
+    table = buffer_table({"exact": summary(0.3), "threshold 0.9": summary(0.25)}, "small-h c=1")
+    lines = table.splitlines()
+    assert lines[0].startswith("| rollouts decoded by | exact reward | TV to rho_a |") and len(lines) == 4
+    assert lines[2].startswith("| exact | 0.300 ± 0.010 |") and lines[2].endswith("| 120 ± 3 |")
+    assert lines[3].startswith("| threshold 0.9 | 0.250 ± 0.010 |")

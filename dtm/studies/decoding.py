@@ -212,3 +212,30 @@ def run_decoding_study(cfg: DecodingStudyConfig, *, overwrite: bool = False) -> 
         report += ["", f"## {model}", "", markdown_table(summary, model)]
     (out / "report.md").write_text("\n".join(report) + "\n")
     return summary
+
+
+BUFFER_COLUMNS = [
+    ("exact_reward", "exact reward"),
+    ("tv_to_target", "TV to rho_a"),
+    ("sampled_reward", "sampled reward"),
+    ("greedy_reward", "greedy reward"),
+    ("rollout_passes", "passes / rollout"),
+    ("rollout_seconds", "rollout s"),
+    ("train_seconds", "training s"),
+]
+
+
+def buffer_table(studies: dict[str, dict[str, Any]], arm: str) -> str:
+    """DTM arms whose replay buffers different decoders filled (maze studies on the same base models, exact held-out
+    metrics): a row per decoder, from each study's summary (:func:`dtm.studies.maze.summarize`), mean ± std over
+    seeds."""
+    head = "| rollouts decoded by | " + " | ".join(title for _, title in BUFFER_COLUMNS) + " |"
+    lines = [head, "|---" * (len(BUFFER_COLUMNS) + 1) + "|"]
+    for decoder, summary in studies.items():
+        row = summary[arm]
+        cells = []
+        for key, _ in BUFFER_COLUMNS:
+            mean, std = row[key]["mean"], row[key]["std"]
+            cells.append(f"{mean:.0f} ± {std:.0f}" if key.endswith("seconds") else f"{mean:.3f} ± {std:.3f}")
+        lines.append(f"| {decoder} | " + " | ".join(cells) + " |")
+    return "\n".join(lines)
