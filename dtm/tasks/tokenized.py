@@ -106,8 +106,40 @@ class TokenizedTextTask:
             raise ValueError(f"{self.name}: no {split} examples in source {self.text_task.source!r}")
         return self.encode([e.to_meta() for e in examples])
 
+    # ------------------------------------------------------------------------------------------ demonstrations
+
+    def response_text(self, meta: dict[str, Any]) -> str:
+        """What follows the prompt when the task's demonstration is the assistant's turn: the chat template's rendering
+        of the whole conversation minus the prompt's (so the template's end-of-turn marker is included); without a
+        template, the demonstration and EOS."""
+        demonstration = self.text_task.demonstration(meta)
+        if not getattr(self.tokenizer, "chat_template", None):
+            return demonstration + (self.tokenizer.eos_token or "")
+        messages = [*self.text_task.prompt(meta), {"role": "assistant", "content": demonstration}]
+        conversation = self.tokenizer.apply_chat_template(messages, tokenize=False)
+        prompt = self.prompt_text(meta)
+        if not conversation.startswith(prompt):
+            raise ValueError(
+                "the tokenizer's chat template renders the conversation with the answer differently from the prompt "
+                f"with its generation prompt, so the answer cannot be cut out:\n{conversation!r}\nvs\n{prompt!r}"
+            )
+        return conversation[len(prompt) :]
+
+    def response_ids(self, meta: dict[str, Any]) -> list[int]:
+        """The tokens of :meth:`response_text`, encoded apart from the prompt as they are generated after it."""
+        return self.tokenizer(self.response_text(meta), add_special_tokens=False)["input_ids"]
+
     def demonstrations(self, prompts: PromptBatch, generator: torch.Generator) -> torch.Tensor:
-        raise NotImplementedError(f"{self.name} is a text task: pretrain on its data with the model's own tooling")
+        """Reference responses ``[N, gen_length]`` of these prompts (:meth:`response_ids`), padded with EOS; one
+        longer than ``gen_length`` is an error."""
+        if self.tokenizer.eos_token_id is None:
+            raise ValueError("the tokenizer has no EOS token to pad responses with")
+        rows = [self.response_ids(meta) for meta in prompts.meta]
+        longest = max(len(row) for row in rows)
+        if longest > self.gen_length:
+            raise ValueError(f"a {self.name} demonstration has {longest} tokens, gen_length is {self.gen_length}")
+        eos = int(self.tokenizer.eos_token_id)
+        return torch.tensor([row + [eos] * (self.gen_length - len(row)) for row in rows], dtype=torch.long)
 
     # -------------------------------------------------------------------------------------------------- responses
 
