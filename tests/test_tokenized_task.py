@@ -146,3 +146,16 @@ def test_demonstrations_that_cannot_be_cut_out_or_do_not_fit_are_errors():
         task.response_text(prompts.meta[0])
     with pytest.raises(ValueError, match="math500 has no demonstrations"):
         get_text_task("math500").demonstration({"question": "1+1?", "answer": "2"})
+
+
+def test_responses_end_at_the_templates_end_of_turn_token_too():
+    """A template that ends turns with <|im_end|> while EOS is <eos>: text after the end of turn is not scored."""
+    tokenizer = char_tokenizer()
+    tokenizer.add_special_tokens({"additional_special_tokens": ["<|im_end|>"]})
+    tokenizer.chat_template = "{% for m in messages %}{{ m['content'] }}<|im_end|>{% endfor %}<|assistant|>"
+    task = TokenizedTextTask(get_text_task("gsm8k", source=str(GSM8K_FILE)), tokenizer, 48, 2)
+    meta = task.prompts(1, seed=0).meta[0]
+    ids = tokenizer(f"\\boxed{{{meta['answer']}}}<|im_end|>\\boxed{{7}}", add_special_tokens=False)["input_ids"]
+    responses = torch.tensor([ids + [tokenizer.eos_token_id] * (48 - len(ids))])
+    assert task.render(responses[0].tolist()) == f"\\boxed{{{meta['answer']}}}"
+    assert task.reward(responses, [meta]).tolist() == [1.0]

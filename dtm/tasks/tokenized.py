@@ -2,7 +2,8 @@
 
 Prompts are the task's chat messages rendered by the tokenizer's chat template (with the generation prompt), encoded
 without extra special tokens (templates add their own BOS) and left-padded. Responses are decoded up to the first EOS
-and scored by the text task's reward, which never raises.
+or end-of-turn token (a chat template may end turns with a token other than EOS) and scored by the text task's reward,
+which never raises.
 
 Prompts longer than ``max_prompt_length`` (0 = no limit) are an error naming the example, or, with
 ``truncation="left"``, lose their oldest tokens with one warning per batch.
@@ -26,7 +27,7 @@ END_TOKENS = ("<|eot_id|>", "<|endoftext|>", "<|im_end|>")
 
 def end_token_ids(tokenizer: PreTrainedTokenizerBase) -> set[int]:
     """Token ids that end a response: EOS and any known end-of-turn token the vocabulary has."""
-    ids = {tokenizer.eos_token_id} if tokenizer.eos_token_id is not None else set()
+    ids = {int(tokenizer.eos_token_id)} if tokenizer.eos_token_id is not None else set()
     vocab = tokenizer.get_vocab()
     return ids | {vocab[t] for t in END_TOKENS if t in vocab}
 
@@ -61,9 +62,8 @@ class TokenizedTextTask:
         if pad is None:
             raise ValueError("the tokenizer has neither a pad nor an EOS token; cannot left-pad prompts")
         self.pad_token_id = int(pad)
-        self.stop_ids = {
-            int(t) for t in (tokenizer.eos_token_id, getattr(tokenizer, "eot_token_id", None)) if t is not None
-        }
+        eot = getattr(tokenizer, "eot_token_id", None)
+        self.stop_ids = end_token_ids(tokenizer) | ({int(eot)} if eot is not None else set())
 
     # ---------------------------------------------------------------------------------------------------- prompts
 
@@ -144,7 +144,7 @@ class TokenizedTextTask:
     # -------------------------------------------------------------------------------------------------- responses
 
     def decode(self, response: Sequence[int]) -> str:
-        """Text of one response: tokens up to the first EOS, special tokens dropped."""
+        """Text of one response: tokens up to the first EOS or end-of-turn token, special tokens dropped."""
         ids = [int(t) for t in response]
         cut = next((i for i, t in enumerate(ids) if t in self.stop_ids), len(ids))
         return self.tokenizer.decode(ids[:cut], skip_special_tokens=True)
