@@ -31,7 +31,7 @@ def collect(run_dir: Path) -> dict[str, Any]:
         "eval": [json.loads((run_dir / f"eval-{t}" / "results.json").read_text())[0] for t in ("countdown", "gsm8k")],
         "dtm_before": {k: evals[0][k] for k in EVAL_KEYS},
         "dtm_after": {k: evals[-1][k] for k in EVAL_KEYS},
-        "dtm_steps": max(r["step"] for r in dtm) + 1,
+        "dtm_steps": sum("loss" in r for r in dtm),
     }
 
 

@@ -4,6 +4,7 @@ from its run fails."""
 
 from __future__ import annotations
 
+import importlib.util
 import json
 import re
 from collections.abc import Callable
@@ -98,3 +99,15 @@ def test_dmpo_sudoku_log_numbers_come_from_its_logs():
     rewards = ", ".join(f"{a:.3f} -> {b:.3f}" for a, b in zip(first, last, strict=True))
     assert rewards in text
     assert f"{drift[0]:.1f}, {drift[1]:.1f} and {drift[2]:.1f} nats" in text
+
+
+def test_real_model_numbers_come_from_the_committed_run():
+    """The SmolLM2 table (README, docs/real-model.md) is the report of the run committed in docs/real-model."""
+    spec = importlib.util.spec_from_file_location("real_model_report", ROOT / "scripts" / "real_model_report.py")
+    report = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(report)
+    run = DOCS / "real-model"
+    summary = report.collect(run)
+    assert json.loads(json.dumps(summary)) == json.loads((run / "summary.json").read_text()), "summary.json is stale"
+    for doc in ("README.md", "docs/real-model.md"):
+        assert report.table(summary) in (ROOT / doc).read_text(), f"{doc} does not hold the table of docs/real-model"
