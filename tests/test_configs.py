@@ -9,6 +9,7 @@ from pathlib import Path
 import pytest
 
 from dtm.config import load_config
+from dtm.config.sft import SFTConfig
 from dtm.studies.compare import CompareConfig, base_models, run_configs
 from dtm.studies.fit import FitStudyConfig
 from dtm.studies.maze import MazeStudyConfig, arms
@@ -17,7 +18,13 @@ from dtm.training.dtm import DTMConfig
 from dtm.training.pretrain import PretrainConfig
 
 CONFIGS = Path(__file__).resolve().parents[1] / "configs"
-KINDS = {"pretrain": PretrainConfig, "maze-study": MazeStudyConfig, "compare": CompareConfig, "fit": FitStudyConfig}
+KINDS = {
+    "pretrain": PretrainConfig,
+    "sft": SFTConfig,
+    "maze-study": MazeStudyConfig,
+    "compare": CompareConfig,
+    "fit": FitStudyConfig,
+}
 SHIPPED = sorted(p for p in CONFIGS.rglob("*.yaml") if "accelerate" not in p.parts)
 
 

@@ -49,7 +49,7 @@ def test_conversion_adds_a_mask_token_and_makes_attention_bidirectional():
     tokenizer = char_tokenizer(with_mask=False)
     model = causal_llama(len(tokenizer))
     old_rows = model.get_input_embeddings().weight.detach().clone()
-    with pytest.raises(ValueError, match="stays causal"):
+    with pytest.raises(ValueError, match="attention is causal"):
         check_bidirectional(model)
     diffusion = to_masked_diffusion(model, tokenizer, mask_token="<mask>")
     assert tokenizer.mask_token == "<mask>" and diffusion.mask_token_id == tokenizer.mask_token_id == len(old_rows)

@@ -160,6 +160,12 @@ def test_gsm8k_generator_is_deterministic_prefix_stable_and_split_disjoint():
     assert not train & {e.question for e in task.examples("test", 100, seed=0)}
 
 
+def test_gsm8k_generator_without_reasoning_gym_names_the_extra(monkeypatch):
+    monkeypatch.setattr("dtm.tasks.text.gsm8k.importlib.util.find_spec", lambda name: None)
+    with pytest.raises(ImportError, match=r"needs reasoning-gym: pip install --no-deps -r requirements-real\.txt"):
+        get_text_task("gsm8k", source="generate").examples("test", 2)
+
+
 # ------------------------------------------------------------------------------------------------------ loaders
 
 
@@ -253,7 +259,7 @@ def test_examples_from_generators():
     with pytest.raises(ValueError, match="number of examples"):
         sudoku.examples("train")
     with pytest.raises(ValueError, match="no offline generator"):
-        get_text_task("gsm8k", source="generate").examples("train", n=3)
+        get_text_task("math500", source="generate").examples("train", n=3)
     with pytest.raises(ValueError, match="no Hugging Face dataset"):
         get_text_task("sudoku", source="hub").examples("train", n=3)
 

@@ -77,6 +77,8 @@ def to_masked_diffusion(
     tied) is drawn by transformers' mean resizing under ``seed``. Raises ValueError if the architecture ignores
     ``config.is_causal`` and stays causal.
     """
+    if getattr(model, "is_quantized", False):
+        raise ValueError("the model is quantised; convert it from unquantised (or de-quantised GGUF) weights")
     if tokenizer.mask_token is None:
         if mask_token in tokenizer.get_vocab():
             raise ValueError(f"{mask_token!r} is an ordinary token of this vocabulary; choose another mask token")
@@ -85,8 +87,6 @@ def to_masked_diffusion(
     if model.get_input_embeddings().num_embeddings < len(tokenizer):
         torch.manual_seed(seed)
         model.resize_token_embeddings(len(tokenizer))
-    if getattr(model, "is_quantized", False):
-        raise ValueError("the model is quantised; convert it from unquantised (or de-quantised GGUF) weights")
     model.config.is_causal = False
     model.config.mask_token_id = mask_id
     check_bidirectional(model)
@@ -98,15 +98,16 @@ def check_bidirectional(model: PreTrainedModel) -> None:
     """Raise ValueError unless the first position's output depends on the last input token."""
     was_training = model.training
     model.eval()
-    ids = torch.arange(2, 10, device=model.device)[None] % model.get_input_embeddings().num_embeddings
+    vocab = model.get_input_embeddings().num_embeddings
+    ids = (torch.arange(2, 10, device=model.device) % vocab)[None]
     changed = ids.clone()
-    changed[0, -1] = (changed[0, -1] + 1) % model.get_input_embeddings().num_embeddings
+    changed[0, -1] = (changed[0, -1] + 1) % vocab
     first = model(input_ids=torch.cat([ids, changed]), use_cache=False).logits[:, 0]
     model.train(was_training)
     if torch.equal(first[0], first[1]):
         raise ValueError(
-            f"{type(model).__name__} stays causal with config.is_causal=False: this architecture builds its own causal "
-            "mask, so it cannot be converted here"
+            f"{type(model).__name__}'s attention is causal: its first output does not depend on later tokens (an "
+            "architecture that builds its own causal mask, ignoring config.is_causal, cannot be converted here)"
         )
 
 
