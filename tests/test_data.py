@@ -65,6 +65,21 @@ def test_load_jsonl_accepts_str_path_and_batch(tmp_path):
     assert responses.tolist() == [[8, 3], [5, 3], [8, 3]]
 
 
+def test_batch_drops_the_padding_columns_all_its_rows_share():
+    data = load_jsonl_rows([[4], [4, 5, 6], [5, 6]])
+    prompts, mask, _ = data.batch(torch.tensor([0, 2]))
+    assert prompts.tolist() == [[0, 4], [5, 6]] and mask.tolist() == [[0, 1], [1, 1]]
+    prompts, mask, _ = data.batch(torch.tensor([0, 0]))
+    assert prompts.tolist() == [[4], [4]] and mask.tolist() == [[1], [1]]
+    prompts, mask, _ = data.batch(torch.tensor([1, 0]))
+    assert prompts.tolist() == [[4, 5, 6], [0, 0, 4]] and mask.tolist() == [[1, 1, 1], [0, 0, 1]]
+
+
+def load_jsonl_rows(prompts: list[list[int]]) -> TokenDataset:
+    ids, mask = left_pad(prompts, 0)
+    return TokenDataset(ids, mask, torch.full((len(prompts), 2), 3))
+
+
 @pytest.mark.parametrize(
     ("bad_line", "fragment"),
     [

@@ -4,6 +4,7 @@ from its run fails."""
 
 from __future__ import annotations
 
+import importlib.util
 import json
 import re
 from collections.abc import Callable
@@ -121,3 +122,15 @@ def test_maze_study_rerun_lands_where_the_readme_says():
         ("small-h c=1", "shortest_found"),
         ("small-h c=adaptive", "sampled_accuracy"),
     ]
+
+
+def test_real_model_numbers_come_from_the_committed_run():
+    """The SmolLM2 table (README, docs/real-model.md) is the report of the run committed in docs/real-model."""
+    spec = importlib.util.spec_from_file_location("real_model_report", ROOT / "scripts" / "real_model_report.py")
+    report = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(report)
+    run = DOCS / "real-model"
+    summary = report.collect(run)
+    assert json.loads(json.dumps(summary)) == json.loads((run / "summary.json").read_text()), "summary.json is stale"
+    for doc in ("README.md", "docs/real-model.md"):
+        assert report.table(summary) in (ROOT / doc).read_text(), f"{doc} does not hold the table of docs/real-model"

@@ -12,6 +12,8 @@ from dtm.tasks import sudoku_grids as sg
 from dtm.tasks.text import REASONING_PREFIX, STYLES, TEXT_TASKS, TextExample, files, get_text_task
 from dtm.tasks.text.arithmetic import evaluate
 from dtm.tasks.text.countdown import generate_countdown, problem_split, solve_countdown
+from dtm.tasks.text.gsm8k import numbers_equal
+from dtm.tasks.text.gsm8k import problem_split as gsm8k_split
 from dtm.tasks.text.sudoku import FEW_SHOT_PUZZLES, worked_solution
 
 FIXTURES = Path(__file__).parent / "fixtures" / "text"
@@ -132,6 +134,38 @@ def test_countdown_generator_deterministic_and_splits_disjoint():
     assert solve_countdown([1, 1, 1], 100) is None
 
 
+# -------------------------------------------------------------------------------------------------- gsm8k-style
+
+
+@pytest.mark.parametrize("split", ["train", "test"])
+def test_gsm8k_generator_gives_worked_problems_of_its_split(split):
+    pytest.importorskip("reasoning_gym", reason="the real extra (requirements-real.txt) is not installed")
+    task = get_text_task("gsm8k", source="generate")
+    examples = task.examples(split, 30, seed=0)
+    assert len(examples) == 30 and len({e.question for e in examples}) == 30
+    for example in examples:
+        assert gsm8k_split(example.question) == split
+        assert numbers_equal(example.meta["solution"].rsplit("####", 1)[1].strip(), example.answer)
+        assert task.reward(task.demonstration(example), example) == 1.0
+
+
+def test_gsm8k_generator_is_deterministic_prefix_stable_and_split_disjoint():
+    pytest.importorskip("reasoning_gym", reason="the real extra (requirements-real.txt) is not installed")
+    task = get_text_task("gsm8k", source="generate")
+    first = task.examples("train", 40, seed=3)
+    assert [e.to_meta() for e in first] == [e.to_meta() for e in task.examples("train", 40, seed=3)]
+    assert [e.question for e in task.examples("train", 10, seed=3)] == [e.question for e in first[:10]]
+    assert [e.question for e in first] != [e.question for e in task.examples("train", 40, seed=4)]
+    train = {e.question for e in task.examples("train", 400, seed=0)}
+    assert not train & {e.question for e in task.examples("test", 100, seed=0)}
+
+
+def test_gsm8k_generator_without_reasoning_gym_names_the_extra(monkeypatch):
+    monkeypatch.setattr("dtm.tasks.text.gsm8k.importlib.util.find_spec", lambda name: None)
+    with pytest.raises(ImportError, match=r"needs reasoning-gym: pip install --no-deps -r requirements-real\.txt"):
+        get_text_task("gsm8k", source="generate").examples("test", 2)
+
+
 # ------------------------------------------------------------------------------------------------------ loaders
 
 
@@ -225,7 +259,7 @@ def test_examples_from_generators():
     with pytest.raises(ValueError, match="number of examples"):
         sudoku.examples("train")
     with pytest.raises(ValueError, match="no offline generator"):
-        get_text_task("gsm8k", source="generate").examples("train", n=3)
+        get_text_task("math500", source="generate").examples("train", n=3)
     with pytest.raises(ValueError, match="no Hugging Face dataset"):
         get_text_task("sudoku", source="hub").examples("train", n=3)
 

@@ -3,6 +3,8 @@ length limits, task building errors, and a DTM run on a text task with a model f
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import pytest
 import torch
 
@@ -13,6 +15,8 @@ from dtm.tasks.text import get_text_task
 from dtm.tasks.tokenized import PromptTooLongError, TokenizedTextTask
 from dtm.training.dtm import DTMConfig, DTMTrainer
 from tests.hf_fixtures import builtin_model_folder, char_tokenizer
+
+GSM8K_FILE = Path(__file__).parent / "fixtures" / "text" / "gsm8k.jsonl"
 
 
 def countdown(max_prompt_length: int = 0, truncation: str = "error") -> TokenizedTextTask:
@@ -99,3 +103,59 @@ def test_dtm_trains_on_a_text_task_from_a_model_folder_with_tokenizer(tmp_path):
     assert trainer.state.step == 2 and trainer.state.reward_errors == 0 and trainer.state.rollouts == 8
     saved = load_tokenizer(tmp_path / "run" / "final" / "model")  # the final folder is complete for `dtm eval`
     assert saved is not None and saved.get_vocab() == char_tokenizer().get_vocab()
+
+
+# ---------------------------------------------------------------------------------------------- demonstrations
+
+
+@pytest.mark.parametrize("style", ["reasoning", "chat"])
+@pytest.mark.parametrize(("name", "source"), [("countdown", "generate"), ("gsm8k", str(GSM8K_FILE))])
+def test_demonstrations_are_rewarded_as_correct_answers(name, source, style):
+    task = TokenizedTextTask(get_text_task(name, source=source, style=style), char_tokenizer(), 160, 2)
+    prompts = task.prompts(3, split="train", seed=0)
+    responses = task.demonstrations(prompts, torch.Generator())
+    assert responses.shape == (3, 160)
+    assert task.reward(responses, prompts.meta).tolist() == [1.0] * 3
+    for row, meta in zip(responses.tolist(), prompts.meta, strict=True):
+        # The chat template's end of turn follows the answer; EOS pads the rest.
+        text = task.tokenizer.decode(row)
+        assert text.startswith(task.text_task.demonstration(meta) + "<eos>")
+        assert set(row[len(task.response_ids(meta)) :]) == {task.tokenizer.eos_token_id}
+
+
+def test_a_demonstration_is_what_the_template_puts_after_the_generation_prompt():
+    task = countdown()
+    meta = task.prompts(1, seed=0).meta[0]
+    conversation = task.prompt_text(meta) + task.response_text(meta)
+    messages = [*task.text_task.prompt(meta), {"role": "assistant", "content": task.text_task.demonstration(meta)}]
+    assert conversation == task.tokenizer.apply_chat_template(messages, tokenize=False)
+    plain = char_tokenizer()
+    plain.chat_template = None
+    task = TokenizedTextTask(task.text_task, plain, 64, 2)
+    assert task.response_text(meta) == task.text_task.demonstration(meta) + "<eos>"
+
+
+def test_demonstrations_that_cannot_be_cut_out_or_do_not_fit_are_errors():
+    task = countdown()
+    prompts = task.prompts(2, seed=0)
+    short = TokenizedTextTask(task.text_task, task.tokenizer, 8, 2)
+    with pytest.raises(ValueError, match=r"a countdown demonstration has \d+ tokens, gen_length is 8"):
+        short.demonstrations(prompts, torch.Generator())
+    task.tokenizer.chat_template = "{% for m in messages %}{{ m['content'] }}|{% endfor %}<|assistant|>"
+    with pytest.raises(ValueError, match="the answer cannot be cut out"):
+        task.response_text(prompts.meta[0])
+    with pytest.raises(ValueError, match="math500 has no demonstrations"):
+        get_text_task("math500").demonstration({"question": "1+1?", "answer": "2"})
+
+
+def test_responses_end_at_the_templates_end_of_turn_token_too():
+    """A template that ends turns with <|im_end|> while EOS is <eos>: text after the end of turn is not scored."""
+    tokenizer = char_tokenizer()
+    tokenizer.add_special_tokens({"additional_special_tokens": ["<|im_end|>"]})
+    tokenizer.chat_template = "{% for m in messages %}{{ m['content'] }}<|im_end|>{% endfor %}<|assistant|>"
+    task = TokenizedTextTask(get_text_task("gsm8k", source=str(GSM8K_FILE)), tokenizer, 48, 2)
+    meta = task.prompts(1, seed=0).meta[0]
+    ids = tokenizer(f"\\boxed{{{meta['answer']}}}<|im_end|>\\boxed{{7}}", add_special_tokens=False)["input_ids"]
+    responses = torch.tensor([ids + [tokenizer.eos_token_id] * (48 - len(ids))])
+    assert task.render(responses[0].tolist()) == f"\\boxed{{{meta['answer']}}}"
+    assert task.reward(responses, [meta]).tolist() == [1.0]

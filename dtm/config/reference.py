@@ -14,6 +14,7 @@ from dtm.config.loader import section_type
 # kind -> (module, class, what reads it). Study configs live beside their studies (those modules import torch).
 KINDS: dict[str, tuple[str, str, str]] = {
     "pretrain": ("dtm.config.pretrain", "PretrainConfig", "dtm pretrain"),
+    "sft": ("dtm.config.sft", "SFTConfig", "dtm sft"),
     "dtm": ("dtm.config.dtm", "DTMConfig", "dtm train (method: dtm)"),
     "diffu_grpo": ("dtm.config.baselines", "DiffuGRPOConfig", "dtm train (method: diffu_grpo)"),
     "wd1": ("dtm.config.baselines", "WD1Config", "dtm train (method: wd1)"),

@@ -2,7 +2,8 @@
 
 Prompts are the task's chat messages rendered by the tokenizer's chat template (with the generation prompt), encoded
 without extra special tokens (templates add their own BOS) and left-padded. Responses are decoded up to the first EOS
-and scored by the text task's reward, which never raises.
+or end-of-turn token (a chat template may end turns with a token other than EOS) and scored by the text task's reward,
+which never raises.
 
 Prompts longer than ``max_prompt_length`` (0 = no limit) are an error naming the example, or, with
 ``truncation="left"``, lose their oldest tokens with one warning per batch.
@@ -26,7 +27,7 @@ END_TOKENS = ("<|eot_id|>", "<|endoftext|>", "<|im_end|>")
 
 def end_token_ids(tokenizer: PreTrainedTokenizerBase) -> set[int]:
     """Token ids that end a response: EOS and any known end-of-turn token the vocabulary has."""
-    ids = {tokenizer.eos_token_id} if tokenizer.eos_token_id is not None else set()
+    ids = {int(tokenizer.eos_token_id)} if tokenizer.eos_token_id is not None else set()
     vocab = tokenizer.get_vocab()
     return ids | {vocab[t] for t in END_TOKENS if t in vocab}
 
@@ -61,9 +62,8 @@ class TokenizedTextTask:
         if pad is None:
             raise ValueError("the tokenizer has neither a pad nor an EOS token; cannot left-pad prompts")
         self.pad_token_id = int(pad)
-        self.stop_ids = {
-            int(t) for t in (tokenizer.eos_token_id, getattr(tokenizer, "eot_token_id", None)) if t is not None
-        }
+        eot = getattr(tokenizer, "eot_token_id", None)
+        self.stop_ids = end_token_ids(tokenizer) | ({int(eot)} if eot is not None else set())
 
     # ---------------------------------------------------------------------------------------------------- prompts
 
@@ -106,13 +106,45 @@ class TokenizedTextTask:
             raise ValueError(f"{self.name}: no {split} examples in source {self.text_task.source!r}")
         return self.encode([e.to_meta() for e in examples])
 
+    # ------------------------------------------------------------------------------------------ demonstrations
+
+    def response_text(self, meta: dict[str, Any]) -> str:
+        """What follows the prompt when the task's demonstration is the assistant's turn: the chat template's rendering
+        of the whole conversation minus the prompt's (so the template's end-of-turn marker is included); without a
+        template, the demonstration and EOS."""
+        demonstration = self.text_task.demonstration(meta)
+        if not getattr(self.tokenizer, "chat_template", None):
+            return demonstration + (self.tokenizer.eos_token or "")
+        messages = [*self.text_task.prompt(meta), {"role": "assistant", "content": demonstration}]
+        conversation = self.tokenizer.apply_chat_template(messages, tokenize=False)
+        prompt = self.prompt_text(meta)
+        if not conversation.startswith(prompt):
+            raise ValueError(
+                "the tokenizer's chat template renders the conversation with the answer differently from the prompt "
+                f"with its generation prompt, so the answer cannot be cut out:\n{conversation!r}\nvs\n{prompt!r}"
+            )
+        return conversation[len(prompt) :]
+
+    def response_ids(self, meta: dict[str, Any]) -> list[int]:
+        """The tokens of :meth:`response_text`, encoded apart from the prompt as they are generated after it."""
+        return self.tokenizer(self.response_text(meta), add_special_tokens=False)["input_ids"]
+
     def demonstrations(self, prompts: PromptBatch, generator: torch.Generator) -> torch.Tensor:
-        raise NotImplementedError(f"{self.name} is a text task: pretrain on its data with the model's own tooling")
+        """Reference responses ``[N, gen_length]`` of these prompts (:meth:`response_ids`), padded with EOS; one
+        longer than ``gen_length`` is an error."""
+        if self.tokenizer.eos_token_id is None:
+            raise ValueError("the tokenizer has no EOS token to pad responses with")
+        rows = [self.response_ids(meta) for meta in prompts.meta]
+        longest = max(len(row) for row in rows)
+        if longest > self.gen_length:
+            raise ValueError(f"a {self.name} demonstration has {longest} tokens, gen_length is {self.gen_length}")
+        eos = int(self.tokenizer.eos_token_id)
+        return torch.tensor([row + [eos] * (self.gen_length - len(row)) for row in rows], dtype=torch.long)
 
     # -------------------------------------------------------------------------------------------------- responses
 
     def decode(self, response: Sequence[int]) -> str:
-        """Text of one response: tokens up to the first EOS, special tokens dropped."""
+        """Text of one response: tokens up to the first EOS or end-of-turn token, special tokens dropped."""
         ids = [int(t) for t in response]
         cut = next((i for i, t in enumerate(ids) if t in self.stop_ids), len(ids))
         return self.tokenizer.decode(ids[:cut], skip_special_tokens=True)

@@ -30,7 +30,12 @@ class TokenDataset:
             raise ValueError("the dataset is empty")
 
     def batch(self, index: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-        return self.prompts[index], self.attention_mask[index], self.responses[index]
+        """Prompts, attention mask and responses of the rows ``index``, without the leading columns that are padding
+        in every one of these rows: prompts of mixed lengths are left-padded to the longest of the whole dataset, and
+        a model would otherwise spend most of a batch of short prompts on padding (which changes nothing else)."""
+        attention = self.attention_mask[index]
+        start = int((attention.sum(0) == 0).cumprod(0).sum())  # leading all-padding columns
+        return self.prompts[index, start:], attention[:, start:], self.responses[index]
 
     def save_jsonl(self, path: str | Path) -> None:
         with open(path, "w", encoding="utf-8") as f:

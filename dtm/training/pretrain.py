@@ -1,4 +1,5 @@
-"""Masked-diffusion pretraining of the built-in model on a token dataset (base models for synthetic tasks)."""
+"""Masked-diffusion pretraining of the built-in model on a token dataset (base models for synthetic tasks), and the
+training loop it shares with ``dtm sft`` (:func:`fit_masked_diffusion`)."""
 
 from __future__ import annotations
 
@@ -12,6 +13,7 @@ from tqdm.auto import tqdm
 
 from dtm.config import save_config
 from dtm.config.pretrain import PretrainConfig
+from dtm.config.sft import SFTConfig
 from dtm.diffusion.losses import masked_diffusion_loss
 from dtm.diffusion.masking import model_inputs, uniform_masked_states
 from dtm.models.base import DiffusionLM
@@ -34,10 +36,25 @@ def pretrain(cfg: PretrainConfig, *, overwrite: bool = False, progress: bool = T
     save_config(cfg, out / "config.yaml")
     set_seed(cfg.seed)
     model_cfg = dataclasses.replace(cfg.architecture, vocab_size=task.vocab_size, mask_token_id=task.mask_token_id)
-    model = build_tiny_model(model_cfg)
+    model, is_main = fit_masked_diffusion(build_tiny_model(model_cfg), dataset, cfg, out, progress, "pretrain")
+    if is_main:
+        save_model(model, Path(out) / "model")
+    return model
+
+
+def fit_masked_diffusion(
+    model: DiffusionLM,
+    dataset: TokenDataset,
+    cfg: PretrainConfig | SFTConfig,
+    out: Path,
+    progress: bool,
+    desc: str,
+) -> tuple[DiffusionLM, bool]:
+    """Train ``model`` on ``dataset`` with the masked-diffusion ELBO (uniformly masked responses, prompts clean) for
+    ``cfg.steps`` AdamW steps of ``cfg.batch_size`` random examples, logging to ``out/metrics.jsonl``. Returns the
+    trained model and whether this is the main process (which saves it)."""
     if cfg.gradient_checkpointing:
         model.enable_gradient_checkpointing()
-
     accelerator = make_accelerator(mixed_precision=cfg.mixed_precision)
     optimizer = torch.optim.AdamW(model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
     model, optimizer = accelerator.prepare(model, optimizer)
@@ -45,9 +62,9 @@ def pretrain(cfg: PretrainConfig, *, overwrite: bool = False, progress: bool = T
     generator = torch.Generator(device=device).manual_seed(cfg.seed)
     index_generator = torch.Generator().manual_seed(cfg.seed)
     log = MetricsLog(out / "metrics.jsonl", enabled=accelerator.is_main_process)
-    mask_id = task.mask_token_id
+    mask_id = accelerator.unwrap_model(model).mask_token_id
 
-    bar = tqdm(range(cfg.steps), desc="pretrain", disable=not progress or not accelerator.is_main_process)
+    bar = tqdm(range(cfg.steps), desc=desc, disable=not progress or not accelerator.is_main_process)
     start = time.perf_counter()
     for step in bar:
         lr = lr_at(step, cfg.steps, cfg.lr, cfg.lr_min, cfg.lr_warmup, cfg.lr_decay)
@@ -68,7 +85,4 @@ def pretrain(cfg: PretrainConfig, *, overwrite: bool = False, progress: bool = T
             record["elapsed_s"] = round(time.perf_counter() - start, 2)
             log.write(record)
             bar.set_postfix(loss=f"{record['loss']:.3f}")
-    model = accelerator.unwrap_model(model)
-    if accelerator.is_main_process:
-        save_model(model, Path(out) / "model")
-    return model
+    return accelerator.unwrap_model(model), accelerator.is_main_process

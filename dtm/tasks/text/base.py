@@ -161,6 +161,11 @@ class TextTask:
     def chat_prompt(self, example: TextExample) -> str:
         raise NotImplementedError
 
+    def demonstration(self, example: TextExample | Mapping[str, Any], style: str | None = None) -> str:
+        """A correct response to ``example`` in ``style`` (default: the task's style), for supervised fine-tuning:
+        the reasoning style's tags, or the answer where the chat style's prompt asks for it."""
+        raise ValueError(f"{self.name} has no demonstrations; fine-tune on another task's")
+
     # ---------------------------------------------------------------------------------------------------- scores
 
     def extract_answer(self, text: str) -> str | None:

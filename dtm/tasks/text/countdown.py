@@ -226,6 +226,18 @@ class CountdownTask(TextTask):
             "Put only the final expression (no equals sign) inside <answer></answer> tags."
         )
 
+    def demonstration(self, example: TextExample | Mapping[str, Any], style: str | None = None) -> str:
+        """The example's witness expression (generated items carry one; others are solved by brute force) with its
+        value, then the answer tag; the reasoning style wraps the value in reasoning tags."""
+        example = as_example(example)
+        numbers, target = example.meta["numbers"], example.meta["target"]
+        solution = example.meta.get("solution") or solve_countdown(numbers, target)
+        if solution is None:
+            raise ValueError(f"countdown example {example.id!r} has no solution: {numbers} cannot make {target}")
+        if (style or self.style) == "chat":
+            return f"{solution} = {target}\n<answer>{solution}</answer>"
+        return f"<reasoning>\n{solution} = {target}\n</reasoning>\n<answer>\n{solution}\n</answer>"
+
     # ------------------------------------------------------------------------------------------------ scoring
 
     def extract_answer(self, text: str) -> str | None:

@@ -14,15 +14,21 @@ Answer extraction (:meth:`GSM8KTask.extract_answer`), returning a canonical numb
 Data. ``source="hub"``: ``openai/gsm8k`` config ``main`` (splits train/test); the reference answer is what follows
 ``####`` in the dataset's ``answer`` field, whose full text is kept as ``meta["solution"]``. Local files: JSONL/CSV
 with ``question`` and ``answer`` (either GSM8K's rationale ending in ``#### <number>`` or the number alone), optional
-``id``.
+``id``. ``source="generate"``: GSM8K-style problems with worked rationales from reasoning-gym's ``gsm_symbolic``
+generator (templates of GSM8K problems with fresh names and numbers; the ``real`` extra, requirements-real.txt),
+deterministic in ``seed``; a problem is ``test`` iff ``int(sha256("dtm-gsm8k:" + question)[:8], 16) % 100 < 20``, so
+train and test never share a question.
 
 Prompts. Reasoning style (the SPG evaluation prompt, in our words): solve step by step, answer format with
 ``\\boxed{}`` inside the answer tag, then the question. Chat style: the question and "put the final answer in
-\\boxed{}".
+\\boxed{}". Demonstrations (for supervised fine-tuning): the example's rationale, then its answer in ``\\boxed{}``
+(inside reasoning and answer tags in the reasoning style).
 """
 
 from __future__ import annotations
 
+import hashlib
+import importlib.util
 from collections.abc import Mapping
 from typing import Any, ClassVar
 
@@ -31,6 +37,14 @@ from dtm.tasks.text.extract import answer_tag, format_number, last_boxed, last_n
 from dtm.tasks.text.files import hub_records
 
 HUB_PATH, HUB_CONFIG = "openai/gsm8k", "main"
+GENERATOR = "gsm_symbolic"  # reasoning-gym's GSM8K-style generator
+TEST_PERCENT = 20
+
+
+def problem_split(question: str) -> str:
+    """``"train"`` or ``"test"`` for a generated problem, by the hash rule of the module docstring."""
+    digest = hashlib.sha256(f"dtm-gsm8k:{question}".encode()).hexdigest()
+    return "test" if int(digest[:8], 16) % 100 < TEST_PERCENT else "train"
 
 
 def reference_answer(answer_field: str) -> str | None:
@@ -83,6 +97,26 @@ class GSM8KTask(TextTask):
     def load_hub(self, split: str) -> list[TextExample]:
         return [self.from_record(record, where) for where, record in hub_records(HUB_PATH, split, HUB_CONFIG)]
 
+    def generate(self, n: int, split: str, seed: int) -> list[TextExample]:
+        """``n`` GSM8K-style problems of ``split`` from reasoning-gym (module docstring)."""
+        if importlib.util.find_spec("reasoning_gym") is None:
+            raise ImportError(
+                "gsm8k with source=generate needs reasoning-gym: pip install --no-deps -r requirements-real.txt"
+            )
+        import reasoning_gym
+
+        limit = 20 * (n + 10)  # a split keeps about 20% (test) or 80% (train) of the problems
+        problems = reasoning_gym.create_dataset(GENERATOR, seed=seed, size=limit)
+        out: list[TextExample] = []
+        for index in range(limit):
+            if len(out) == n:
+                return out
+            item = problems[index]
+            if problem_split(item["question"]) == split:
+                record = {"id": f"gsm8k-{split}-{seed}-{index}", "question": item["question"]}
+                out.append(self.from_record(record | {"answer": item["metadata"]["answer_cot"]}, record["id"]))
+        raise ValueError(f"could not generate {n} gsm8k {split} problems from {limit} candidates")
+
     def default_instructions(self) -> str:
         return MATH_INSTRUCTIONS
 
@@ -91,6 +125,15 @@ class GSM8KTask(TextTask):
 
     def chat_prompt(self, example: TextExample) -> str:
         return f"{example.question}\nPut your final answer within \\boxed{{}}."
+
+    def demonstration(self, example: TextExample | Mapping[str, Any], style: str | None = None) -> str:
+        example = as_example(example)
+        solution = str(example.meta.get("solution", ""))
+        rationale = solution.rsplit("####", 1)[0].strip() if "####" in solution else ""
+        boxed = f"\\boxed{{{example.answer}}}"
+        if (style or self.style) == "chat":
+            return f"{rationale}\nThe final answer is {boxed}." if rationale else f"The final answer is {boxed}."
+        return f"<reasoning>\n{rationale}\n</reasoning>\n<answer>\n{boxed}\n</answer>"
 
     def extract_answer(self, text: str) -> str | None:
         return extract_number(text)
