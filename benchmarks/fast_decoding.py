@@ -12,10 +12,12 @@ so 32 layers against a 126,464-token head give 32 * 13 * 4096 / 126464 = 13.5; h
 layers against a 256-token head give 2 * 13 * 128 / 256 = 13.0. (Attention over the context is a larger share here:
 its cost per position grows with hidden size times context length, the projections' with hidden size squared.)
 
-How many tokens a threshold round commits depends on how sure the model is. Two models bracket it: one pretrained on
-``increment`` with 64 digits from 252 values, each copied with probability 0.95 (so a trained model is sure of every
-digit and of the end-of-sequence padding after them), and the same shape with random weights (sure of nothing: one
-token per round). The first is trained once (about 3 minutes here) and kept in ``--model-dir``.
+How many tokens a threshold round commits depends on how sure the model is. Two models of this shape bracket it: one
+pretrained per generation length on ``increment`` with 64 digits from 252 values, each copied with probability 0.95
+and followed by end-of-sequence padding (1500 steps: it learns the padding and part of the copying, so it is sure of
+some positions and unsure of others), and the same shape with random weights (sure of nothing: one token per
+round). The first is trained once per length (about 8 minutes at 256 and 25 at 512 here) and kept under
+``--model-root``.
 
     .venv/bin/python benchmarks/fast_decoding.py                 # both lengths, all options (about 10 minutes)
     .venv/bin/python benchmarks/fast_decoding.py --gen 256 --repeats 1
@@ -24,12 +26,13 @@ token per round). The first is trained once (about 3 minutes here) and kept in `
 from __future__ import annotations
 
 import argparse
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 import torch
 from common import median, peak_rss_mb, summary_line, time_alternating
 
+from dtm.config import load_config
 from dtm.config.choices import KVCache, Remasking
 from dtm.config.model import TinyModelConfig
 from dtm.config.pretrain import PretrainConfig
@@ -39,8 +42,8 @@ from dtm.models import DiffusionLM, build_tiny_model, load_model
 from dtm.tasks.increment import IncrementTask
 from dtm.training.pretrain import pretrain
 
-TASK_OPTIONS = {"num_digits": 64, "num_values": 252, "gen_length": 512, "p_increment": 0.05}
-ARCHITECTURE = TinyModelConfig(hidden_size=128, num_layers=2, num_heads=4, intermediate_size=384, max_length=640)
+TASK_OPTIONS = {"num_digits": 64, "num_values": 252, "p_increment": 0.05}
+ARCHITECTURE = TinyModelConfig(hidden_size=128, num_layers=2, num_heads=4, intermediate_size=384)
 
 
 @dataclass(frozen=True)
@@ -75,31 +78,39 @@ def parse_args() -> argparse.Namespace:
     parser.add_argument("--batch", type=int, default=8)
     parser.add_argument("--repeats", type=int, default=1, help="timed rounds per option (medians are compared)")
     parser.add_argument("--threads", type=int, default=1)
-    parser.add_argument("--model-dir", type=Path, default=Path("runs/bench/increment-model"))
+    parser.add_argument("--model-root", type=Path, default=Path("runs/bench"), help="where the trained models are kept")
     return parser.parse_args()
 
 
-def trained_model(folder: Path) -> DiffusionLM:
-    """The pretrained increment model, trained into ``folder`` on first use."""
+def trained_model(root: Path, gen: int) -> DiffusionLM:
+    """The increment model for generation length ``gen``, trained into ``root/increment-<gen>`` on first use (a
+    folder trained with other settings is refused)."""
+    cfg = PretrainConfig(
+        task="increment",
+        task_options=TASK_OPTIONS | {"gen_length": gen},
+        architecture=replace(ARCHITECTURE, max_length=gen + 128),  # room for the prompt
+        steps=1500,
+        batch_size=16,
+        lr=1e-3,
+        lr_min=1e-4,
+        seed=0,
+        output_dir=str(root / f"increment-{gen}"),
+    )
+    folder = Path(cfg.output_dir)
     if not (folder / "model" / "config.json").is_file():
-        cfg = PretrainConfig(
-            task="increment",
-            task_options=TASK_OPTIONS,
-            architecture=ARCHITECTURE,
-            steps=300,
-            batch_size=16,
-            lr=3e-3,
-            lr_min=3e-4,
-            seed=0,
-            output_dir=str(folder),
-        )
         pretrain(cfg, overwrite=True, progress=False)
+    elif replace(load_config(PretrainConfig, folder / "config.yaml"), output_dir=cfg.output_dir) != cfg:
+        raise SystemExit(f"{folder} was trained with other settings than this benchmark's; remove it to retrain")
     return load_model(folder / "model").eval()
 
 
-def random_model(vocab_size: int) -> DiffusionLM:
+def random_model(like: DiffusionLM) -> DiffusionLM:
+    """The same shape with seeded random weights."""
     torch.manual_seed(0)
-    return build_tiny_model(ARCHITECTURE.__class__(**{**ARCHITECTURE.__dict__, "vocab_size": vocab_size})).eval()
+    config = like.config
+    return build_tiny_model(
+        replace(ARCHITECTURE, vocab_size=config.vocab_size, max_length=config.max_position_embeddings)
+    ).eval()
 
 
 def decode(model: DiffusionLM, prompts: torch.Tensor, gen: int, block: int, option: Option, stats: DecodeStats):
@@ -169,23 +180,29 @@ def report(title: str, rows: dict[str, dict], reference: str, greedy: bool) -> N
 def main() -> None:
     args = parse_args()
     torch.set_num_threads(args.threads)
-    model = trained_model(args.model_dir)
-    shape = ModelShape.from_hf_config(model.config)
     llada = ModelShape.llada_8b()
-    ratio = shape.linear_params() / (shape.hidden_size * shape.vocab_size)
-    llada_ratio = llada.linear_params() / (llada.hidden_size * llada.vocab_size)
     print(
-        f"Fast decoding: batch {args.batch}, block {args.block}, steps = gen length / 2 for the fixed schedule; model "
-        f"hidden {shape.hidden_size}, {shape.num_layers} layers, vocab {shape.vocab_size}: backbone / head "
-        f"{ratio:.1f} (LLaDA-8B {llada_ratio:.1f}); {args.threads} threads"
+        f"Fast decoding: batch {args.batch}, block {args.block}, steps = gen length / 2 for the fixed schedule; "
+        f"{args.threads} threads"
     )
     for gen in args.gen:
-        task = IncrementTask(**{**TASK_OPTIONS, "gen_length": gen})
-        prompts = task.prompts(args.batch, split="test", seed=0).ids
-        print(f"gen length {gen}, prompt {prompts.shape[1]} tokens")
-        greedy = measure(model, prompts, gen, args.block, GREEDY, args.repeats)
+        model = trained_model(args.model_root, gen)
+        shape = ModelShape.from_hf_config(model.config)
+        ratio = shape.linear_params() / (shape.hidden_size * shape.vocab_size)
+        llada_ratio = llada.linear_params() / (llada.hidden_size * llada.vocab_size)
+        task = IncrementTask(**TASK_OPTIONS, gen_length=gen)
+        prompts = task.prompts(args.batch, split="test", seed=0)
+        print(
+            f"gen length {gen}, prompt {prompts.ids.shape[1]} tokens; model hidden {shape.hidden_size}, "
+            f"{shape.num_layers} layers, vocab {shape.vocab_size}: backbone / head {ratio:.1f} (LLaDA-8B "
+            f"{llada_ratio:.1f})"
+        )
+        greedy = measure(model, prompts.ids, gen, args.block, GREEDY, args.repeats)
+        digits = greedy["plain"]["output"][:, : task.num_digits] - prompts.ids[:, : task.num_digits]
+        copied = ((digits == 0) | (digits == 1) | (digits == 1 - task.num_values)).double().mean().item()
+        print(f"  the trained model's plain greedy responses copy or increment {copied:.0%} of the digits")
         report("trained model, greedy", greedy, "plain", greedy=True)
-        sampled = measure(model, prompts, gen, args.block, SAMPLED, args.repeats)
+        sampled = measure(model, prompts.ids, gen, args.block, SAMPLED, args.repeats)
         report("trained model, sampled", sampled, "random T=1", greedy=False)
         fast = greedy["threshold 0.9 + dual"]
         summary_line(
@@ -198,11 +215,8 @@ def main() -> None:
             greedy["plain"]["seconds"] / fast["seconds"],
             ">= 3x at 256",
         )
-        if gen == min(args.gen):
-            unsure = measure(
-                random_model(shape.vocab_size), prompts, gen, args.block, [GREEDY[0], GREEDY[4]], args.repeats
-            )
-            report("random weights (never confident), greedy", unsure, "plain", greedy=True)
+        unsure = measure(random_model(model), prompts.ids, gen, args.block, [GREEDY[0], GREEDY[2], GREEDY[4]], 1)
+        report("random weights (never confident), greedy", unsure, "plain", greedy=True)
     print(f"  peak RSS of this process {peak_rss_mb():.0f} MiB")
 
 

@@ -61,6 +61,11 @@ def test_study_measures_every_decoder_against_the_exact_sampler(tmp_path, maze_m
     assert same["tv_to_exact"]["mean"] == pytest.approx(0.0, abs=1e-12)
     for key in ("greedy_accuracy", "greedy_reward", "greedy_passes"):
         assert same[key] == exact[key]
+    for decoder in rows.values():
+        assert decoder["accuracy_change"]["mean"] == pytest.approx(
+            decoder["greedy_accuracy"]["mean"] - exact["greedy_accuracy"]["mean"]
+        )
+    assert same["accuracy_change"]["mean"] == same["reward_change"]["mean"] == 0
     assert exact["greedy_passes"]["mean"] == 8 and exact["sampled_passes"]["mean"] == 8
     assert rows["dual"]["greedy_passes"]["mean"] == 8 and rows["dual"]["tv_to_exact"]["mean"] >= 0
     assert rows["tau 0.3"]["sampled_passes"]["mean"] < 8  # several tokens per round

@@ -5,7 +5,8 @@ as ``threshold``, ``cache``, ``cache_refresh``) is compared with the model's exa
 token per round) on the same held-out prompts:
 
 - greedy decoding (low confidence, temperature 0): reward, accuracy (the task's ``score`` where it has one, e.g.
-  Sudoku's cell accuracy) and forward passes per response;
+  Sudoku's cell accuracy) and forward passes per response, and the change of reward and accuracy from the exact
+  sampler's on the same prompts (paired per seed, so the seed-to-seed spread of the model itself cancels);
 - sampling (random order, temperature 1, the decoding whose law DTM's target is defined on): forward passes per
   response, and on mazes, where every response can be listed, the exact total variation between the decoder's path
   law and the exact sampler's (:mod:`dtm.diffusion.exact`; no sampling noise), averaged over ``tv_mazes`` mazes.
@@ -153,6 +154,9 @@ def run_seed(seed: int, cfg: DecodingStudyConfig) -> dict[str, Any]:
             if paths is not None:
                 law = outcomes(path_law(model, paths, sampling))
                 rows[decoder]["tv_to_exact"] = total_variation(law, exact_law, paths).mean().item()
+        for row in rows.values():  # paired with the exact sampler on the same prompts and seed
+            row["accuracy_change"] = row["greedy_accuracy"] - rows["exact"]["greedy_accuracy"]
+            row["reward_change"] = row["greedy_reward"] - rows["exact"]["greedy_reward"]
         results[name] = rows
     return {"seed": seed, "results": results}
 
@@ -173,7 +177,9 @@ def summarize(runs: list[dict[str, Any]]) -> dict[str, dict[str, dict[str, dict[
 
 COLUMNS = [
     ("greedy_accuracy", "greedy accuracy"),
+    ("accuracy_change", "change vs exact"),
     ("greedy_reward", "greedy reward"),
+    ("reward_change", "change vs exact"),
     ("greedy_passes", "passes / response (greedy)"),
     ("sampled_passes", "passes / response (sampled)"),
     ("tv_to_exact", "TV to the exact law"),
