@@ -20,4 +20,5 @@ for name in exact threshold dual threshold-dual; do
     "base_model=runs/maze-study/seed{seed}/base/model" "rollout_decoding=${decoders[$name]}" \
     "output_dir=runs/decoding-buffer/$name" "$@"
 done
+.venv/bin/python -m dtm.studies.decoding runs/decoding-buffer  # runs/decoding-buffer/{results.json,report.md}
 .venv/bin/dtm study decoding --config configs/decoding-study.yaml "$@"

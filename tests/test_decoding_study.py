@@ -13,7 +13,13 @@ import torch
 
 from dtm.config import ConfigError
 from dtm.models import TinyModelConfig, build_tiny_model, save_model
-from dtm.studies.decoding import BUFFER_COLUMNS, DecodingStudyConfig, buffer_table, run_decoding_study
+from dtm.studies.decoding import (
+    BUFFER_COLUMNS,
+    DecodingStudyConfig,
+    buffer_summary,
+    buffer_table,
+    run_decoding_study,
+)
 from dtm.tasks.maze import MazeTask
 
 
@@ -89,14 +95,20 @@ def test_study_settings_are_checked_before_anything_runs(tmp_path, maze_models):
     assert not (tmp_path / "study").exists()
 
 
-def test_buffer_table_has_a_row_per_decoder_with_each_summary_of_the_arm():
-    def summary(reward: float) -> dict:
-        row = {key: {"mean": reward, "std": 0.01} for key, _ in BUFFER_COLUMNS}
-        row["train_seconds"] = {"mean": 120.4, "std": 3.2}
-        return {"small-h c=1": row, "base": {}}
+def test_buffer_summary_pairs_each_decoder_with_the_exact_rollouts_of_the_same_seed():
+    def runs(shift: float) -> list[dict]:
+        out = []
+        for seed in (0, 1):
+            row = {key: 0.1 * seed + shift for key, _ in BUFFER_COLUMNS}
+            out.append({"seed": seed, "results": {"base": {}, "small-h c=1": row}})
+        return out
 
-    table = buffer_table({"exact": summary(0.3), "threshold 0.9": summary(0.25)}, "small-h c=1")
-    lines = table.splitlines()
-    assert lines[0].startswith("| rollouts decoded by | exact reward | TV to rho_a |") and len(lines) == 4
-    assert lines[2].startswith("| exact | 0.300 ± 0.010 |") and lines[2].endswith("| 120 ± 3 |")
-    assert lines[3].startswith("| threshold 0.9 | 0.250 ± 0.010 |")
+    summary = buffer_summary({"exact": runs(0.0), "threshold 0.9": runs(0.02)})
+    assert list(summary) == ["exact", "threshold 0.9"] and list(summary["exact"]) == ["small-h c=1"]
+    fast = summary["threshold 0.9"]["small-h c=1"]
+    assert fast["tv_change"]["mean"] == pytest.approx(0.02) and fast["tv_change"]["std"] == pytest.approx(0.0)
+    assert fast["tv_to_target"]["std"] == pytest.approx(0.1 / 2**0.5)  # the seed spread, which pairing removes
+    assert summary["exact"]["small-h c=1"]["reward_change"]["mean"] == 0
+    lines = buffer_table(summary, "small-h c=1").splitlines()
+    assert lines[0].startswith("| rollouts decoded by | exact reward | change vs exact rollouts | TV to rho_a |")
+    assert lines[3].startswith("| threshold 0.9 | 0.070 ± 0.071 | 0.020 ± 0.000 |") and lines[3].endswith("| 0 ± 0 |")

@@ -222,26 +222,88 @@ def run_decoding_study(cfg: DecodingStudyConfig, *, overwrite: bool = False) -> 
 
 BUFFER_COLUMNS = [
     ("exact_reward", "exact reward"),
+    ("reward_change", "change vs exact rollouts"),
     ("tv_to_target", "TV to rho_a"),
+    ("tv_change", "change vs exact rollouts"),
     ("sampled_reward", "sampled reward"),
     ("greedy_reward", "greedy reward"),
     ("rollout_passes", "passes / rollout"),
     ("rollout_seconds", "rollout s"),
     ("train_seconds", "training s"),
 ]
+# The buffer studies of scripts/decoding.sh: folder under runs/decoding-buffer -> the decoder that filled the buffer.
+BUFFER_STUDIES = {
+    "exact": "exact (one token per round)",
+    "threshold": "threshold 0.9",
+    "dual": "dual cache",
+    "threshold-dual": "threshold 0.9 + dual",
+}
 
 
-def buffer_table(studies: dict[str, dict[str, Any]], arm: str) -> str:
-    """DTM arms whose replay buffers different decoders filled (maze studies on the same base models, exact held-out
-    metrics): a row per decoder, from each study's summary (:func:`dtm.studies.maze.summarize`), mean ± std over
-    seeds."""
+def buffer_summary(studies: dict[str, list[dict[str, Any]]]) -> dict[str, Any]:
+    """Maze studies on the same base models whose arms' replay buffers different decoders filled (the first is the
+    exact sampler): per decoder, arm and metric, mean and std over seeds, with the changes of exact reward and TV to
+    rho_a from the exact-rollout run of the same seed and arm (paired)."""
+    reference = next(iter(studies.values()))
+    summary: dict[str, Any] = {}
+    for decoder, runs in studies.items():
+        summary[decoder] = {}
+        for arm in runs[0]["results"]:
+            if arm == "base":
+                continue
+            rows = []
+            for run, ref in zip(runs, reference, strict=True):
+                row, base = run["results"][arm], ref["results"][arm]
+                rows.append(
+                    row
+                    | {
+                        "reward_change": row["exact_reward"] - base["exact_reward"],
+                        "tv_change": row["tv_to_target"] - base["tv_to_target"],
+                    }
+                )
+            summary[decoder][arm] = {
+                key: {
+                    "mean": statistics.fmean(r[key] for r in rows),
+                    "std": statistics.stdev(r[key] for r in rows) if len(rows) > 1 else 0.0,
+                }
+                for key, _ in BUFFER_COLUMNS
+            }
+    return summary
+
+
+def buffer_table(summary: dict[str, Any], arm: str) -> str:
+    """One arm of :func:`buffer_summary`: a row per decoder, mean ± std over seeds (seconds rounded)."""
     head = "| rollouts decoded by | " + " | ".join(title for _, title in BUFFER_COLUMNS) + " |"
     lines = [head, "|---" * (len(BUFFER_COLUMNS) + 1) + "|"]
-    for decoder, summary in studies.items():
-        row = summary[arm]
+    for decoder, arms in summary.items():
+        row = arms[arm]
         cells = []
         for key, _ in BUFFER_COLUMNS:
             mean, std = row[key]["mean"], row[key]["std"]
             cells.append(f"{mean:.0f} ± {std:.0f}" if key.endswith("seconds") else f"{mean:.3f} ± {std:.3f}")
         lines.append(f"| {decoder} | " + " | ".join(cells) + " |")
     return "\n".join(lines)
+
+
+def write_buffer_report(root: Path) -> dict[str, Any]:
+    """Collect the buffer studies under ``root`` (:data:`BUFFER_STUDIES`) into ``root/results.json`` (their runs and
+    :func:`buffer_summary`) and ``root/report.md``."""
+    studies = {}
+    for folder, decoder in BUFFER_STUDIES.items():
+        path = root / folder / "results.json"
+        check(path.is_file(), "buffer study", f"no results at {path} (run scripts/decoding.sh)")
+        studies[decoder] = json.loads(path.read_text())["runs"]
+    summary = buffer_summary(studies)
+    (root / "results.json").write_text(json.dumps({"runs": studies, "summary": summary}, indent=2))
+    arms = list(next(iter(summary.values())))
+    report = ["# DTM with the replay buffer filled by each decoder", ""]
+    for arm in arms:
+        report += [f"## {arm}", "", buffer_table(summary, arm), ""]
+    (root / "report.md").write_text("\n".join(report))
+    return summary
+
+
+if __name__ == "__main__":
+    import sys
+
+    write_buffer_report(Path(sys.argv[1]))
