@@ -8,11 +8,12 @@ import importlib.util
 import json
 import re
 from collections.abc import Callable
+from functools import partial
 from pathlib import Path
 
 import pytest
 
-from dtm.studies import compare, fit, maze
+from dtm.studies import compare, decoding, fit, maze
 from dtm.studies.merge import merge_results
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -48,6 +49,24 @@ TABLES: list[tuple[str, str, Callable[[list], dict], Callable[[dict], str]]] = [
     ("README.md", "compare/sudoku-all/results.json", compare.summarize, compare.headline_table),
     ("README.md", "maze-study/results.json", maze.summarize, maze.markdown_table),
     ("docs/maze-study/rerun/report.md", "maze-study/rerun/results.json", maze.summarize, maze.markdown_table),
+    *[
+        (
+            "docs/decoding.md",
+            "decoding/study/results.json",
+            decoding.summarize,
+            partial(decoding.markdown_table, model=m),
+        )
+        for m in ("maze base", "maze DTM", "sudoku base")
+    ],
+    *[
+        (
+            "docs/decoding.md",
+            "decoding/buffer/results.json",
+            decoding.buffer_summary,
+            partial(decoding.buffer_table, arm=a),
+        )
+        for a in ("small-h c=1", "one-phase c=1")
+    ],
 ]
 
 
@@ -134,3 +153,16 @@ def test_real_model_numbers_come_from_the_committed_run():
     assert json.loads(json.dumps(summary)) == json.loads((run / "summary.json").read_text()), "summary.json is stale"
     for doc in ("README.md", "docs/real-model.md"):
         assert report.table(summary) in (ROOT / doc).read_text(), f"{doc} does not hold the table of docs/real-model"
+
+
+def test_exact_rollout_buffer_runs_repeat_the_maze_study():
+    """The buffer comparison's exact-rollout runs are the maze study's c = 1 arms on the same bases and machine:
+    every metric but the wall times must be the rerun's."""
+    buffer = json.loads((DOCS / "decoding" / "buffer" / "results.json").read_text())["runs"]
+    rerun = json.loads((DOCS / "maze-study" / "rerun" / "results.json").read_text())["runs"]
+    exact = next(iter(buffer.values()))
+    for run, study in zip(exact, rerun, strict=True):
+        assert run["seed"] == study["seed"]
+        for arm in ("base", "small-h c=1", "one-phase c=1"):
+            shared = set(run["results"][arm]) & set(study["results"][arm])
+            assert len(shared) > 10 and all(run["results"][arm][k] == study["results"][arm][k] for k in shared)
