@@ -19,13 +19,14 @@ some positions and unsure of others), and the same shape with random weights (su
 round). The first is trained once per length (about 8 minutes at 256 and 25 at 512 here) and kept under
 ``--model-root``.
 
-    .venv/bin/python benchmarks/fast_decoding.py                 # both lengths, all options (about 10 minutes)
-    .venv/bin/python benchmarks/fast_decoding.py --gen 256 --repeats 1
+    .venv/bin/python benchmarks/fast_decoding.py --out benchmarks/results/fast_decoding.json   # both lengths
+    .venv/bin/python benchmarks/fast_decoding.py --gen 256
 """
 
 from __future__ import annotations
 
 import argparse
+import json
 from dataclasses import dataclass, replace
 from pathlib import Path
 
@@ -79,6 +80,7 @@ def parse_args() -> argparse.Namespace:
     parser.add_argument("--repeats", type=int, default=1, help="timed rounds per option (medians are compared)")
     parser.add_argument("--threads", type=int, default=1)
     parser.add_argument("--model-root", type=Path, default=Path("runs/bench"), help="where the trained models are kept")
+    parser.add_argument("--out", type=Path, help="also write the numbers as JSON here")
     return parser.parse_args()
 
 
@@ -131,8 +133,15 @@ def decode(model: DiffusionLM, prompts: torch.Tensor, gen: int, block: int, opti
     )[:, prompts.shape[1] :]
 
 
-def measure(model, prompts, gen, block, options, repeats) -> dict[str, dict]:
-    """Decode with every option (alternating, ``repeats`` timed rounds); counts, FLOPs and times per option."""
+def digits_right(task: IncrementTask, prompts: torch.Tensor, responses: torch.Tensor) -> float:
+    """The fraction of response digits that copy or increment their prompt digit (what the task's data teaches)."""
+    change = (responses[:, : task.num_digits] - prompts[:, : task.num_digits]) % task.num_values
+    return ((change == 0) | (change == 1)).double().mean().item()
+
+
+def measure(model, task, prompts, gen, block, options, repeats) -> dict[str, dict]:
+    """Decode with every option (alternating, ``repeats`` timed rounds); per option the counts, FLOPs and median time,
+    the fraction of digits right and the fraction of responses identical to the first option's."""
     stats = {o.name: DecodeStats.zeros(len(prompts)) for o in options}
     variants = {
         o.name: (lambda o=o: decode(model, prompts, gen, block, o, DecodeStats.zeros(len(prompts)))) for o in options
@@ -141,40 +150,40 @@ def measure(model, prompts, gen, block, options, repeats) -> dict[str, dict]:
     for o in options:  # the counts of one decoding (they do not change between rounds)
         decode(model, prompts, gen, block, o, stats[o.name])
     ours, llada = ModelShape.from_hf_config(model.config), ModelShape.llada_8b()
+    reference = outputs[options[0].name]
     rows = {}
     for o in options:
         s = stats[o.name]
         counts = (s.tokens.double(), s.attention_pairs.double(), s.head_positions.double())
+        assert not (outputs[o.name] == model.mask_token_id).any(), f"{o.name}: mask tokens left in a response"
         rows[o.name] = {
             "passes_per_token": s.passes.double().mean().item() / gen,
-            "tokens_per_sequence": counts[0].mean().item(),
+            "positions_per_sequence": counts[0].mean().item(),
             "flops": ours.forward_flops(*counts).mean().item(),
             "llada_flops": llada.forward_flops(*counts).mean().item(),
             "seconds": median(times[o.name]),
-            "output": outputs[o.name],
+            "same_response": (outputs[o.name] == reference).all(dim=1).double().mean().item(),
+            "digits_right": digits_right(task, prompts, outputs[o.name]),
         }
-        assert not (outputs[o.name] == model.mask_token_id).any(), f"{o.name}: mask tokens left in a response"
     return rows
 
 
-def report(title: str, rows: dict[str, dict], reference: str, greedy: bool) -> None:
-    ref = rows[reference]
-    print(f"  {title} (ratios: {reference} / option)")
+def table(rows: dict[str, dict], greedy: bool) -> str:
+    """Markdown: one row per option, ratios against the first (the plain sampler)."""
+    ref = next(iter(rows.values()))
     head = (
-        "  | option | passes / token | positions / seq | FLOPs / seq | LLaDA-8B FLOPs / seq | wall s | passes x | "
-        "FLOPs x | wall x |"
+        "| option | passes / token | positions / sequence | FLOPs / sequence | LLaDA-8B FLOPs / sequence | wall s | "
+        "fewer passes | fewer FLOPs | less wall time | digits right |" + (" same response |" if greedy else "")
     )
-    print(head + (" same response |" if greedy else ""))
+    lines = [head, "|---" * (11 if greedy else 10) + "|"]
     for name, r in rows.items():
         line = (
-            f"  | {name} | {r['passes_per_token']:.3f} | {r['tokens_per_sequence']:.0f} | {r['flops']:.3g} | "
-            f"{r['llada_flops']:.3g} | {r['seconds']:.2f} | {ref['passes_per_token'] / r['passes_per_token']:.2f} | "
-            f"{ref['flops'] / r['flops']:.2f} | {ref['seconds'] / r['seconds']:.2f} |"
+            f"| {name} | {r['passes_per_token']:.3f} | {r['positions_per_sequence']:.0f} | {r['flops']:.3g} | "
+            f"{r['llada_flops']:.3g} | {r['seconds']:.2f} | {ref['passes_per_token'] / r['passes_per_token']:.2f}x | "
+            f"{ref['flops'] / r['flops']:.2f}x | {ref['seconds'] / r['seconds']:.2f}x | {r['digits_right']:.0%} |"
         )
-        if greedy:
-            same = (r["output"] == ref["output"]).all(dim=1).double().mean().item()
-            line += f" {same:.0%} |"
-        print(line)
+        lines.append(line + (f" {r['same_response']:.0%} |" if greedy else ""))
+    return "\n".join(lines)
 
 
 def main() -> None:
@@ -185,6 +194,7 @@ def main() -> None:
         f"Fast decoding: batch {args.batch}, block {args.block}, steps = gen length / 2 for the fixed schedule; "
         f"{args.threads} threads"
     )
+    results: dict[str, dict] = {"settings": {k: str(v) for k, v in vars(args).items()}, "lengths": {}}
     for gen in args.gen:
         model = trained_model(args.model_root, gen)
         shape = ModelShape.from_hf_config(model.config)
@@ -192,18 +202,26 @@ def main() -> None:
         llada_ratio = llada.linear_params() / (llada.hidden_size * llada.vocab_size)
         task = IncrementTask(**TASK_OPTIONS, gen_length=gen)
         prompts = task.prompts(args.batch, split="test", seed=0)
+        ids = prompts.ids
+        greedy = measure(model, task, ids, gen, args.block, GREEDY, args.repeats)
+        sampled = measure(model, task, ids, gen, args.block, SAMPLED, args.repeats)
+        unsure = measure(random_model(model), task, ids, gen, args.block, [GREEDY[0], GREEDY[2], GREEDY[4]], 1)
+        results["lengths"][str(gen)] = {
+            "prompt_tokens": ids.shape[1],
+            "backbone_head_ratio": ratio,
+            "llada_backbone_head_ratio": llada_ratio,
+            "trained model, greedy": greedy,
+            "trained model, sampled": sampled,
+            "random weights, greedy": unsure,
+        }
         print(
             f"gen length {gen}, prompt {prompts.ids.shape[1]} tokens; model hidden {shape.hidden_size}, "
             f"{shape.num_layers} layers, vocab {shape.vocab_size}: backbone / head {ratio:.1f} (LLaDA-8B "
             f"{llada_ratio:.1f})"
         )
-        greedy = measure(model, prompts.ids, gen, args.block, GREEDY, args.repeats)
-        digits = greedy["plain"]["output"][:, : task.num_digits] - prompts.ids[:, : task.num_digits]
-        copied = ((digits == 0) | (digits == 1) | (digits == 1 - task.num_values)).double().mean().item()
-        print(f"  the trained model's plain greedy responses copy or increment {copied:.0%} of the digits")
-        report("trained model, greedy", greedy, "plain", greedy=True)
-        sampled = measure(model, prompts.ids, gen, args.block, SAMPLED, args.repeats)
-        report("trained model, sampled", sampled, "random T=1", greedy=False)
+        for title, rows in (("trained model, greedy", greedy), ("trained model, sampled", sampled)):
+            print(f"{title}\n{table(rows, greedy='greedy' in title)}")
+        print(f"random weights, greedy\n{table(unsure, greedy=True)}")
         fast = greedy["threshold 0.9 + dual"]
         summary_line(
             f"fast decoding len {gen}: passes plain / threshold 0.9 + dual",
@@ -215,9 +233,11 @@ def main() -> None:
             greedy["plain"]["seconds"] / fast["seconds"],
             ">= 3x at 256",
         )
-        unsure = measure(random_model(model), prompts.ids, gen, args.block, [GREEDY[0], GREEDY[2], GREEDY[4]], 1)
-        report("random weights (never confident), greedy", unsure, "plain", greedy=True)
-    print(f"  peak RSS of this process {peak_rss_mb():.0f} MiB")
+    if args.out:
+        args.out.parent.mkdir(parents=True, exist_ok=True)
+        args.out.write_text(json.dumps(results, indent=2))
+        print(f"numbers: {args.out}")
+    print(f"peak RSS of this process {peak_rss_mb():.0f} MiB")
 
 
 if __name__ == "__main__":
