@@ -5,7 +5,7 @@ Each benchmark prints ``RESULT <what> | <ratio> | <target>`` lines (see ``common
 their full output and collects those lines. Total wall time on the 2-core CPU machine: about 4 minutes.
 
     .venv/bin/python benchmarks/run_all.py
-    .venv/bin/python benchmarks/run_all.py --only sampler prefix_cache
+    .venv/bin/python benchmarks/run_all.py --only sampler fast_decoding
 """
 
 from __future__ import annotations
@@ -19,7 +19,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 HERE = Path(__file__).resolve().parent
-BENCHMARKS = ["loss_step", "sampler", "dtm_step", "prefix_cache", "reward_limit"]
+BENCHMARKS = ["loss_step", "sampler", "dtm_step", "fast_decoding", "reward_limit"]
 
 
 @dataclass

@@ -4,9 +4,11 @@ from its run fails."""
 
 from __future__ import annotations
 
+import importlib
 import importlib.util
 import json
 import re
+import sys
 from collections.abc import Callable
 from functools import partial
 from pathlib import Path
@@ -166,3 +168,18 @@ def test_exact_rollout_buffer_runs_repeat_the_maze_study():
         for arm in ("base", "small-h c=1", "one-phase c=1"):
             shared = set(run["results"][arm]) & set(study["results"][arm])
             assert len(shared) > 10 and all(run["results"][arm][k] == study["results"][arm][k] for k in shared)
+
+
+def test_fast_decoding_benchmark_tables_come_from_its_record():
+    """docs/decoding.md holds the benchmark's tables as benchmarks/fast_decoding.py renders its committed numbers."""
+    sys.path.insert(0, str(ROOT / "benchmarks"))  # the benchmarks import their shared helpers as `common`
+    try:
+        module = importlib.import_module("fast_decoding")
+    finally:
+        sys.path.remove(str(ROOT / "benchmarks"))
+    record = json.loads((DOCS / "decoding" / "benchmark" / "fast_decoding.json").read_text())
+    text = (DOCS / "decoding.md").read_text()
+    for gen, sections in record["lengths"].items():
+        for name in ("trained model, greedy", "trained model, sampled"):
+            assert module.table(sections[name], greedy="greedy" in name) in text, f"{gen} {name}"
+    assert module.table(record["lengths"]["256"]["random weights, greedy"], greedy=True) in text
