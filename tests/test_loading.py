@@ -9,6 +9,7 @@ from types import SimpleNamespace
 import pytest
 import torch
 
+from dtm.diffusion.sampler import generate
 from dtm.models import DiffusionLM, load_model, load_tokenizer, resolve_mask_token_id
 from dtm.models.loading import four_bit_config, has_shifted_logits
 from tests.hf_fixtures import builtin_model_folder, char_tokenizer, remote_code_folder
@@ -46,6 +47,21 @@ def test_remote_code_model_loads_and_agrees_with_its_own_forward(tmp_path):
     select[0, 3] = select[1, 5:] = True
     full = model.model(input_ids=ids).logits
     torch.testing.assert_close(model(ids, select=select), full[select])
+
+
+@pytest.mark.parametrize("cache", ["prefix", "dual"])
+def test_loaded_models_decode_with_a_cache_only_if_their_forward_takes_one(tmp_path, cache):
+    """A loaded transformers Llama takes past_key_values and position_ids; the remote-code toy model takes neither,
+    and decoding it with a cache is refused by name (without a cache it decodes)."""
+    prompt = torch.randint(2, 20, (2, 3))
+    builtin = load_model(builtin_model_folder(tmp_path / "m"))
+    out = generate(builtin, prompt, 8, 4, 8, mask_token_id=builtin.mask_token_id, cache=cache, threshold=0.5)
+    assert not (out[:, 3:] == builtin.mask_token_id).any()
+    toy = load_model(remote_code_folder(tmp_path / "remote"), trust_remote_code=True)
+    with pytest.raises(ValueError, match=r"ToyDLM\.forward takes no past_key_values or position_ids"):
+        generate(toy, prompt, 8, 4, 8, mask_token_id=toy.mask_token_id, cache=cache)
+    out = generate(toy, prompt, 8, 4, 8, mask_token_id=toy.mask_token_id)
+    assert not (out[:, 3:] == toy.mask_token_id).any()
 
 
 @pytest.mark.parametrize("split", [True, False])
