@@ -422,3 +422,27 @@ def test_exact_law_refuses_what_it_does_not_cover(model):
         )
     refreshed = exact_law(model, all_responses(4), 4, cache="dual", cache_refresh=1)
     torch.testing.assert_close(refreshed, exact_law(model, all_responses(4), 4))
+
+
+def test_threshold_random_law_of_exact_posteriors_stays_within_the_stated_bound():
+    """With exact posteriors, each position a round commits beside the first moves the law by at most 2 (1 - tau) in
+    expectation, so the whole response's TV to the joint is at most (G - 1) 2 (1 - tau). A joint whose tokens are
+    each likely but strongly dependent (0000 with probability 0.93, 1111 with 0.05, the rest spread) makes parallel
+    commits err: at tau = 0.9 every position is confident from the start; at 0.95 only once a token is known."""
+    oracle = JointOracle(seed=5)
+    responses = all_responses(4)
+    joint = torch.full((len(responses),), 0.02 / (len(responses) - 2), dtype=torch.float64)
+    joint[0], joint[sequence_index(torch.tensor([[1, 1, 1, 1]]))] = 0.93, 0.05
+    oracle.joint = joint
+    no_prompt = torch.zeros(1, 0, dtype=torch.long)
+    distances = {}
+    for tau in (0.6, 0.9, 0.95, 1.0):
+        law = exact_law(oracle, responses, 4, prompt=no_prompt, remasking="random", threshold=tau).exp()
+        distances[tau] = 0.5 * float((law - joint).abs().sum())
+        assert distances[tau] <= 3 * 2 * (1 - tau) + 1e-9, (tau, distances[tau])
+    assert distances[0.9] > 0.1  # parallel commits of dependent tokens do move the law
+    assert distances[0.9] > distances[0.95] > distances[1.0] and distances[1.0] < 1e-9  # tau = 1 is exact
+
+
+def sequence_index(responses: torch.Tensor) -> torch.Tensor:
+    return (responses * MASK ** torch.arange(3, -1, -1)).sum(1)
