@@ -47,24 +47,27 @@ def all_responses(length: int) -> torch.Tensor:
     return torch.tensor(list(itertools.product(range(MASK), repeat=length)))
 
 
+def block_posterior(model, prompt, response: tuple, start: int, block_length: int, temperature: float):
+    """The sampler's proposal pi and confidence (log-softmax of the logits) at the block's positions of one state, the
+    mask token excluded."""
+    x = torch.tensor([[*prompt, *response]])
+    select = torch.zeros_like(x, dtype=torch.bool)
+    select[0, len(prompt) + start : len(prompt) + start + block_length] = True
+    logits = model(x, select=select).double()
+    logits[:, MASK] = -math.inf
+    if temperature == 0:
+        pi = torch.nn.functional.one_hot(logits.argmax(-1), VOCAB).double()
+    else:
+        pi = (logits / temperature).softmax(-1)
+    return pi, logits.log_softmax(-1)
+
+
 def brute_force_law(model, prompt, gen_length, block_length, steps, temperature, remasking) -> dict[tuple, float]:
     """Replay the sampler: at each round enumerate every proposal of every masked block position (probability
     prod pi(u)), then the positions the sampler commits (random: each k-subset equally likely; low_confidence: the
     top-k confidences), recursively until the response is complete."""
     law: dict[tuple, float] = {}
     schedule = steps_per_block(gen_length, block_length, steps)
-
-    def posterior(response: tuple, start: int):
-        x = torch.tensor([[*prompt, *response]])
-        select = torch.zeros_like(x, dtype=torch.bool)
-        select[0, len(prompt) + start : len(prompt) + start + block_length] = True
-        logits = model(x, select=select).double()
-        logits[:, MASK] = -math.inf
-        if temperature == 0:
-            pi = torch.nn.functional.one_hot(logits.argmax(-1), VOCAB).double()
-        else:
-            pi = (logits / temperature).softmax(-1)
-        return pi, logits.log_softmax(-1)
 
     def decode(response: tuple, block: int, round_: int, prob: float) -> None:
         if prob == 0:
@@ -77,7 +80,7 @@ def brute_force_law(model, prompt, gen_length, block_length, steps, temperature,
             decode(response, block + 1, 0, prob)
             return
         start = block * block_length
-        pi, confidence = posterior(response, start)
+        pi, confidence = block_posterior(model, prompt, response, start, block_length, temperature)
         masked = [i for i in range(block_length) if response[start + i] == MASK]
         k = counts[round_]
         children: dict[tuple, float] = {}  # the same committed tokens reached by different proposals
@@ -262,16 +265,6 @@ def brute_force_threshold_law(model, prompt, gen_length, block_length, temperatu
     it; low_confidence: the confident positions and the best), recursively."""
     law: dict[tuple, float] = {}
 
-    def posterior(response: tuple, start: int):
-        x = torch.tensor([[*prompt, *response]])
-        select = torch.zeros_like(x, dtype=torch.bool)
-        select[0, len(prompt) + start : len(prompt) + start + block_length] = True
-        logits = model(x, select=select).double()
-        logits[:, MASK] = -math.inf
-        pi = torch.nn.functional.one_hot(logits.argmax(-1), VOCAB).double() if temperature == 0 else None
-        pi = (logits / temperature).softmax(-1) if pi is None else pi
-        return pi, logits.log_softmax(-1)
-
     def commits(masked, proposal, confidence):
         """(committed indices into ``masked``, probability) pairs."""
         conf = [float(confidence[i, u]) for i, u in zip(masked, proposal, strict=True)]
@@ -294,7 +287,7 @@ def brute_force_threshold_law(model, prompt, gen_length, block_length, temperatu
             law[response] = law.get(response, 0.0) + prob
             return
         start = response.index(MASK) // block_length * block_length
-        pi, confidence = posterior(response, start)
+        pi, confidence = block_posterior(model, prompt, response, start, block_length, temperature)
         masked = [i for i in range(block_length) if response[start + i] == MASK]
         children: dict[tuple, float] = {}
         for proposal in itertools.product(range(MASK), repeat=len(masked)):

@@ -61,6 +61,7 @@ from dtm.diffusion.sampler import (
     LogitsFn,
     Remasking,
     check_blocks,
+    check_decoding,
     decode_logits,
     steps_per_block,
     tokens_per_step,
@@ -223,12 +224,17 @@ def sequence_log_probs(
     :data:`MAX_EXACT_BLOCK` (2^B states per block; :data:`MAX_THRESHOLD_BLOCK` with a threshold, 3^B transitions),
     and for a cache refreshed inside a block (``cache_refresh`` > 1: the state would hold the last refresh).
     """
-    if remasking not in ("random", "low_confidence"):
-        raise ValueError(f"remasking must be 'low_confidence' or 'random', got {remasking!r}")
-    if temperature < 0:
-        raise ValueError(f"temperature must be >= 0, got {temperature}")
-    if threshold is not None and not 0 < threshold <= 1:
-        raise ValueError(f"threshold must be in (0, 1], got {threshold}")
+    gen_length = responses.shape[1]
+    check_decoding(
+        gen_length,
+        block_length,
+        steps,
+        temperature=temperature,
+        remasking=remasking,
+        threshold=threshold,
+        cache=cache,
+        cache_refresh=cache_refresh,
+    )
     if cache_refresh == 1:
         cache = "none"  # a refresh every round is the uncached sampler
     elif cache_refresh != 0:
@@ -241,7 +247,6 @@ def sequence_log_probs(
             f"block_length {block_length}: the exact law enumerates the revealed sets of a block; at most {limit} is "
             "supported" + ("" if threshold is None else " with a threshold")
         )
-    gen_length = responses.shape[1]
     num_blocks = check_blocks(gen_length, block_length)
     schedule = steps_per_block(gen_length, block_length, steps) if threshold is None else None
     batch, prompt_len = prompt_ids.shape

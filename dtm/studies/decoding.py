@@ -17,7 +17,6 @@ Results are per seed and mean ± std over seeds.
 from __future__ import annotations
 
 import json
-import statistics
 from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
@@ -31,6 +30,7 @@ from dtm.models import load_model
 from dtm.models.base import DiffusionLM
 from dtm.rollouts import rollout
 from dtm.studies.maze_laws import distinct_mazes, maze_paths, outcomes, path_law, total_variation
+from dtm.studies.metrics import mean_std
 from dtm.studies.parallel import map_seeds
 from dtm.tasks import get_task
 from dtm.tasks.base import PromptBatch, TokenTask
@@ -169,9 +169,7 @@ def summarize(runs: list[dict[str, Any]]) -> dict[str, dict[str, dict[str, dict[
         for decoder, metrics in decoders.items():
             summary[model][decoder] = {}
             for key in metrics:
-                values = [run["results"][model][decoder][key] for run in runs]
-                std = statistics.stdev(values) if len(values) > 1 else 0.0
-                summary[model][decoder][key] = {"mean": statistics.fmean(values), "std": std}
+                summary[model][decoder][key] = mean_std(run["results"][model][decoder][key] for run in runs)
     return summary
 
 
@@ -261,13 +259,7 @@ def buffer_summary(studies: dict[str, list[dict[str, Any]]]) -> dict[str, Any]:
                         "tv_change": row["tv_to_target"] - base["tv_to_target"],
                     }
                 )
-            summary[decoder][arm] = {
-                key: {
-                    "mean": statistics.fmean(r[key] for r in rows),
-                    "std": statistics.stdev(r[key] for r in rows) if len(rows) > 1 else 0.0,
-                }
-                for key, _ in BUFFER_COLUMNS
-            }
+            summary[decoder][arm] = {key: mean_std(r[key] for r in rows) for key, _ in BUFFER_COLUMNS}
     return summary
 
 

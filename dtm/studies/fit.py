@@ -24,7 +24,6 @@ from __future__ import annotations
 import csv
 import json
 import re
-import statistics
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -54,6 +53,7 @@ from dtm.studies.maze_laws import (
     tilted,
     total_variation,
 )
+from dtm.studies.metrics import mean_std
 from dtm.studies.parallel import map_seeds
 from dtm.tasks.maze import MazeTask
 from dtm.training.dtm import DTMConfig, DTMTrainer
@@ -357,10 +357,6 @@ SUMMARY_KEYS = (
 )
 
 
-def _stats(values: list[float]) -> dict[str, float]:
-    return {"mean": statistics.fmean(values), "std": statistics.stdev(values) if len(values) > 1 else 0.0}
-
-
 def summarize(runs: list[dict[str, Any]]) -> dict[str, Any]:
     """Per variant, mean and std over seeds: at every phase end (each key of SUMMARY_KEYS on both maze sets, and
     h_eff / h), and for the final model (TV to rho_a, reward, reward / E_rho[r], training time, rollouts)."""
@@ -376,19 +372,19 @@ def summarize(runs: list[dict[str, Any]]) -> dict[str, Any]:
             entry["states"] = rows[0]["states"]
             for split in SPLITS:
                 for key in SUMMARY_KEYS:
-                    entry[f"{split}_{key}"] = _stats([r[f"{split}_{key}"] for r in rows])
-                entry[f"{split}_h_eff_ratio"] = _stats([r[f"{split}_h_eff"] / r["h"] for r in rows])
+                    entry[f"{split}_{key}"] = mean_std([r[f"{split}_{key}"] for r in rows])
+                entry[f"{split}_h_eff_ratio"] = mean_std([r[f"{split}_h_eff"] / r["h"] for r in rows])
             phases.append(entry)
         finals = [e[-1] for e in ends]
         final = {
-            f"{split}_{key}": _stats([r[f"{split}_{key}"] for r in finals])
+            f"{split}_{key}": mean_std([r[f"{split}_{key}"] for r in finals])
             for split in SPLITS
             for key in ("tv_rho", "reward", "rho_reward")
         }
         for split in SPLITS:
-            final[f"{split}_reward_ratio"] = _stats([r[f"{split}_reward"] / r[f"{split}_rho_reward"] for r in finals])
-        final["train_seconds"] = _stats([run["train_seconds"] for run in group])
-        final["rollouts"] = _stats([float(run["rollouts"]) for run in group])
+            final[f"{split}_reward_ratio"] = mean_std([r[f"{split}_reward"] / r[f"{split}_rho_reward"] for r in finals])
+        final["train_seconds"] = mean_std([run["train_seconds"] for run in group])
+        final["rollouts"] = mean_std([float(run["rollouts"]) for run in group])
         summary[variant] = {"seeds": [run["seed"] for run in group], "phases": phases, "final": final}
     return summary
 

@@ -37,7 +37,7 @@ from dtm.studies.maze_laws import (
     tilted,
 )
 from dtm.studies.maze_laws import total_variation as law_tv
-from dtm.studies.metrics import empirical, entropy
+from dtm.studies.metrics import empirical, entropy, mean_std
 from dtm.studies.parallel import map_seeds
 from dtm.tasks.base import PromptBatch
 from dtm.tasks.maze import MazeTask, count_shortest_paths, path_key
@@ -337,9 +337,7 @@ def summarize(runs: list[dict[str, Any]]) -> dict[str, dict[str, dict[str, float
         rows = [run["results"][name] | {"reward_ratio": _reward_ratio(run["results"][name])} for run in runs]
         summary[name] = {}
         for key in rows[0]:
-            values = [float(row[key]) for row in rows]
-            std = statistics.stdev(values) if len(values) > 1 else 0.0
-            summary[name][key] = {"mean": statistics.fmean(values), "std": std}
+            summary[name][key] = mean_std(row[key] for row in rows)
     return summary
 
 

@@ -1,8 +1,10 @@
-"""Distribution metrics for studies: path-level diversity, entropy and total variation (pure functions)."""
+"""Metrics for studies: path-level diversity, entropy and total variation, and the spread over seeds (pure
+functions)."""
 
 from __future__ import annotations
 
 import math
+import statistics
 from collections import Counter
 from collections.abc import Iterable, Mapping
 
@@ -30,3 +32,9 @@ def tilt(dist: Mapping[str, float], rewards: Mapping[str, float], a: float) -> d
     weights = {k: p * math.exp(a * rewards[k] - top) for k, p in dist.items()}
     total = sum(weights.values())
     return {k: w / total for k, w in weights.items()}
+
+
+def mean_std(values: Iterable[float]) -> dict[str, float]:
+    """Mean and sample standard deviation over seeds (std 0 for a single value)."""
+    values = [float(v) for v in values]
+    return {"mean": statistics.fmean(values), "std": statistics.stdev(values) if len(values) > 1 else 0.0}
