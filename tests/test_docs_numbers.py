@@ -35,6 +35,9 @@ def _summary(path: Path, summarize: Callable[[list], dict]) -> dict:
 TABLES: list[tuple[str, str, Callable[[list], dict], Callable[[dict], str]]] = [
     ("docs/fit.md", "fit/levers/results.json", fit.summarize, fit.variant_table),
     ("docs/fit.md", "fit/levers/results.json", fit.summarize, lambda s: fit.variant_table(s, "train")),
+    ("docs/fit.md", "fit/reach/results.json", fit.summarize, fit.variant_table),
+    ("docs/fit.md", "fit/reach/results.json", fit.summarize, lambda s: fit.variant_table(s, "train")),
+    ("docs/fit.md", "fit/reach/results.json", fit.summarize, fit.final_table),
     ("docs/fit.md", "fit/maze/results.json", fit.summarize, lambda s: fit.phase_table(s["dtm"])),
     ("docs/fit.md", "fit/maze/results.json", fit.summarize, fit.final_table),
     ("docs/compare.md", "compare/maze/results.json", compare.summarize, compare.headline_table),
