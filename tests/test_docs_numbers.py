@@ -46,6 +46,8 @@ TABLES: list[tuple[str, str, Callable[[list], dict], Callable[[dict], str]]] = [
     ("docs/fit.md", "fit/maze4/results.json", fit.summarize, fit.variant_table),
     ("docs/fit.md", "fit/maze4/results.json", fit.summarize, lambda s: fit.variant_table(s, "train")),
     ("docs/fit.md", "fit/maze4/results.json", fit.summarize, fit.final_table),
+    ("docs/fit.md", "maze-study/trials/a24/results.json", maze.summarize, maze.markdown_table),
+    ("docs/fit.md", "maze-study/trials/a24-s128/results.json", maze.summarize, maze.markdown_table),
     *[
         ("docs/fit.md", "fit/schedule/results.json", fit.summarize, partial(lambda s, v: fit.phase_table(s[v]), v=v))
         for v in ("h = 3, a_end = 12", "h = 6, a_end = 24", "h = 12, a_end = 48", "h = 25, a_end = 100")
