@@ -7,7 +7,7 @@ import json
 import pytest
 
 from dtm.config import ConfigError, load_config
-from dtm.studies.fit import FitStudyConfig, run_fit_study
+from dtm.studies.fit import FitStudyConfig, first_phase_end, run_fit_study
 
 SAMPLING = {"gen_length": 8, "block_length": 4, "decode_steps": 8, "temperature": 1.0, "remasking": "random"}
 
@@ -86,6 +86,10 @@ def test_tiny_run_measures_every_phase_of_every_variant_and_seed(tmp_path):
     assert [p["phase"] for p in phases] == [0, 1] and summary["c1"]["seeds"] == [0, 1]
     assert phases[0]["heldout_h_eff_ratio"]["std"] >= 0
     assert (out / "fit_vs_step.png").stat().st_size > 1000
+    assert (out / "fit_vs_draws.png").stat().st_size > 1000
+    for run in saved["runs"]:  # the draws figure's point of a run: the end of its first phase
+        end = first_phase_end(run)
+        assert (end["phase"], end["in_phase"]) == (0, 4) and end is run["records"][2]
     report = (out / "report.md").read_text()
     assert "| c1 |" in report and "| baseline |" in report and "TV to rho_a" in report
     header = (out / "fit.csv").read_text().splitlines()[0]

@@ -24,6 +24,7 @@ from __future__ import annotations
 import csv
 import json
 import re
+import statistics
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -463,6 +464,7 @@ def write_outputs(out: Path, cfg: FitStudyConfig, runs: list[dict[str, Any]], su
         writer.writeheader()
         writer.writerows(rows)
     plot_fit(out / "fit_vs_step.png", runs)
+    plot_reach_vs_draws(out / "fit_vs_draws.png", runs)
     report = [
         "# Does each DTM phase reach its target?",
         "",
@@ -473,6 +475,7 @@ def write_outputs(out: Path, cfg: FitStudyConfig, runs: list[dict[str, Any]], su
         markdown_tables(summary),
         "",
         "![fit vs step](fit_vs_step.png)",
+        "![fit vs draws per rollout](fit_vs_draws.png)",
         "",
     ]
     (out / "report.md").write_text("\n".join(report))
@@ -490,4 +493,44 @@ def plot_fit(path: Path, runs: list[dict[str, Any]]) -> None:
     right.axhline(1.0, color="gray", linewidth=0.8, linestyle="--")
     right.set(xlabel="optimizer step", ylabel="h_eff / h", title="Effective tilt reached (1 = the phase's h)")
     left.legend(fontsize=6)
+    save_figure(fig, path)
+
+
+def first_phase_end(run: dict[str, Any]) -> dict[str, Any]:
+    """The record that ends a run's first phase (phase 0, measured after its last optimizer step)."""
+    return max((r for r in run["records"] if r["phase"] == 0), key=lambda r: r["in_phase"])
+
+
+def plot_reach_vs_draws(path: Path, runs: list[dict[str, Any]]) -> None:
+    """h_eff / h at the end of the first phase against the masked states drawn per rollout in it (states / rollouts),
+    mean ± std over seeds per variant, held-out and training mazes: at fixed rollouts, how far more optimisation of
+    the same data takes a phase."""
+    fig, ax = new_axes((6, 4))
+    for split, marker in (("heldout", "o"), ("train", "s")):
+        by_variant: dict[str, list[dict[str, Any]]] = {}
+        for run in runs:
+            by_variant.setdefault(run["variant"], []).append(first_phase_end(run))
+        points = sorted(
+            (
+                statistics.fmean(r["states"] / r["rollouts"] for r in ends),
+                mean_std(r[f"{split}_h_eff"] / r["h"] for r in ends),
+            )
+            for ends in by_variant.values()
+        )
+        ax.errorbar(
+            [x for x, _ in points],
+            [y["mean"] for _, y in points],
+            yerr=[y["std"] for _, y in points],
+            marker=marker,
+            capsize=3,
+            label=f"{split} mazes",
+        )
+    ax.axhline(1.0, color="gray", linewidth=0.8, linestyle="--")
+    ax.set(
+        xscale="log",
+        xlabel="masked states per rollout in the phase",
+        ylabel="h_eff / h (first phase, mean ± std over seeds)",
+        title="Effective tilt against draws per rollout",
+    )
+    ax.legend(fontsize=7)
     save_figure(fig, path)
