@@ -46,6 +46,9 @@ TABLES: list[tuple[str, str, Callable[[list], dict], Callable[[dict], str]]] = [
     ("docs/fit.md", "fit/maze4/results.json", fit.summarize, fit.variant_table),
     ("docs/fit.md", "fit/maze4/results.json", fit.summarize, lambda s: fit.variant_table(s, "train")),
     ("docs/fit.md", "fit/maze4/results.json", fit.summarize, fit.final_table),
+    ("docs/fit.md", "fit/draws/results.json", fit.summarize, fit.variant_table),
+    ("docs/fit.md", "fit/draws/results.json", fit.summarize, lambda s: fit.variant_table(s, "train")),
+    ("docs/fit.md", "fit/draws/results.json", fit.summarize, fit.final_table),
     ("docs/fit.md", "maze-study/trials/a24/results.json", maze.summarize, maze.markdown_table),
     ("docs/fit.md", "maze-study/trials/a24-s128/results.json", maze.summarize, maze.markdown_table),
     *[
