@@ -7,8 +7,11 @@ import json
 import os
 import sys
 from pathlib import Path
+from typing import Any
 
 from dtm.config import ConfigError, load_config
+from dtm.config.model import check_model_task, recorded_task
+from dtm.errors import RunError
 
 
 def _add_config_args(parser: argparse.ArgumentParser, kind: str, example: str, overwrite: bool = True) -> None:
@@ -75,6 +78,20 @@ def _flag_overrides(args: argparse.Namespace) -> list[str]:
     ]
 
 
+def _check_task(cfg: Any, model: str | None, key: str, inherit_options: bool = False) -> None:
+    """The run's task options checked like config keys, and its task against the one the model folder at ``model``
+    records (``key`` names the folder's config key). ``inherit_options``: a run that gives no task options takes
+    those the folder was pretrained with (``dtm sample`` and ``dtm eval`` of a maze model need no size)."""
+    from dtm.tasks import checked_task_options
+
+    if model is not None:
+        check_model_task(model, cfg.task, key)
+        record = recorded_task(model)
+        if inherit_options and not cfg.task_options and record is not None:
+            cfg.task_options = dict(record["task_options"])
+    cfg.task_options = checked_task_options(cfg.task, cfg.task_options)
+
+
 def cmd_pretrain(args: argparse.Namespace) -> None:
     from dtm.config.pretrain import PretrainConfig
     from dtm.training.logging import check_run_dir
@@ -83,6 +100,7 @@ def cmd_pretrain(args: argparse.Namespace) -> None:
     if cfg.data_file and not Path(cfg.data_file).is_file():
         raise ConfigError(f"data_file: no such file: {cfg.data_file}")
     check_run_dir(cfg.output_dir, overwrite=args.overwrite, resumable=False)
+    _check_task(cfg, None, "")
     from dtm.training.pretrain import pretrain
 
     pretrain(cfg, overwrite=args.overwrite, progress=not args.no_progress)
@@ -123,9 +141,11 @@ def cmd_train(args: argparse.Namespace) -> None:
     cfg = load_train_config(args.config, args.overrides)  # `method: dtm | diffu_grpo | wd1 | spg | dmpo | gdsd`
     if not Path(cfg.base_model).joinpath("config.json").is_file():
         raise ConfigError(f"base_model: no model checkpoint at {cfg.base_model} (run `dtm pretrain` first?)")
+    check_model_task(cfg.base_model, cfg.task, "base_model")
     check_run_dir(cfg.output_dir, resume=args.resume, overwrite=args.overwrite)
     if args.resume:
         check_resume_settings(cfg, cfg.output_dir)
+    _check_task(cfg, cfg.base_model, "base_model")
     trainer = make_trainer(cfg, resume=args.resume, overwrite=args.overwrite, progress=not args.no_progress)
     trainer.train()
     print(f"saved {Path(cfg.output_dir) / 'final' / 'model'}")
@@ -137,6 +157,7 @@ def cmd_sample(args: argparse.Namespace) -> None:
     cfg = load_config(SampleConfig, args.config, [*_flag_overrides(args), *args.overrides])
     if not Path(cfg.model, "config.json").is_file():
         raise ConfigError(f"model: no model checkpoint at {cfg.model} (a folder with config.json and weights)")
+    _check_task(cfg, cfg.model, "model", inherit_options=True)
     import torch
 
     from dtm.config.sampling import SamplingConfig
@@ -174,6 +195,9 @@ def cmd_eval(args: argparse.Namespace) -> None:
     from dtm.config.evaluation import EvalConfig
 
     cfg = load_config(EvalConfig, args.config, [*_flag_overrides(args), *args.overrides])
+    if not Path(cfg.model, "config.json").is_file():
+        raise ConfigError(f"model: no model checkpoint (config.json) at {cfg.model}")
+    _check_task(cfg, cfg.model, "model", inherit_options=True)
     from dtm.evaluation import markdown_table, run_eval
 
     rows = run_eval(cfg, overwrite=args.overwrite, progress=not args.no_progress)
@@ -247,7 +271,7 @@ def cmd_config(args: argparse.Namespace) -> None:
 def cmd_demo(args: argparse.Namespace) -> None:
     from dtm.config.commands import DemoConfig
 
-    cfg = load_config(DemoConfig, None, _flag_overrides(args))
+    cfg = load_config(DemoConfig, args.config, [*_flag_overrides(args), *args.overrides])
     from dtm.demo import run_demo
 
     result = run_demo(Path(cfg.output_dir), quick=cfg.quick, progress=not args.no_progress, seed=cfg.seed)
@@ -336,8 +360,8 @@ def build_parser() -> argparse.ArgumentParser:
     show.set_defaults(func=cmd_config)
 
     p = sub.add_parser("demo", help="pretrain a base model, run DTM, and compare with the exact tilted target")
+    _add_config_args(p, "demo", "seed=1", overwrite=False)
     _add_schema_flags(p, DemoConfig)
-    p.add_argument("--no-progress", action="store_true", help="hide progress bars")
     p.set_defaults(func=cmd_demo)
     for name, command in sub.choices.items():
         if name != "config":
@@ -358,9 +382,11 @@ def default_threads() -> int:
 
 def set_threads(threads: int | None) -> None:
     """Use ``threads`` torch threads (None: $DTM_THREADS, else $OMP_NUM_THREADS, else :func:`default_threads`)."""
+    if threads is not None and threads < 1:
+        raise ConfigError(f"--threads: must be >= 1, got {threads}")
     count = threads or int(os.environ.get("DTM_THREADS") or os.environ.get("OMP_NUM_THREADS") or default_threads())
     if count < 1:
-        raise ConfigError(f"--threads: must be >= 1, got {count}")
+        raise ConfigError(f"DTM_THREADS / OMP_NUM_THREADS: must be >= 1, got {count}")
     if "torch" in sys.modules:
         sys.modules["torch"].set_num_threads(count)
     else:
@@ -381,7 +407,7 @@ def main(argv: list[str] | None = None) -> None:
         if getattr(args, "no_progress", False):
             os.environ["HF_HUB_DISABLE_PROGRESS_BARS"] = "1"  # also transformers' "Loading weights" bar
         args.func(args)
-    except (ConfigError, FileNotFoundError, FileExistsError, PermissionError, ValueError) as e:
+    except (ConfigError, RunError, FileNotFoundError, FileExistsError, PermissionError, ValueError) as e:
         if os.environ.get("DTM_TRACEBACK"):
             raise
         print(f"dtm {args.command}: error: {e}", file=sys.stderr)

@@ -26,6 +26,7 @@ from tqdm.auto import tqdm
 
 from dtm.config import check, save_config, to_dict
 from dtm.config.evaluation import EvalConfig
+from dtm.config.loader import config_differences
 from dtm.diffusion.sampler import DecodeStats
 from dtm.memory_plan import ModelShape
 from dtm.models.base import DiffusionLM
@@ -130,10 +131,12 @@ def prepare_output(cfg: EvalConfig, overwrite: bool, model_hash: str) -> tuple[P
     if not overwrite and any(out.glob("samples-len*.jsonl")):  # without samples, there is nothing to reuse
         import yaml
 
-        previous = yaml.safe_load(saved.read_text()) if saved.is_file() else None
-        if previous != json.loads(json.dumps(to_dict(cfg))):
+        previous = yaml.safe_load(saved.read_text()) if saved.is_file() else {}
+        differ = config_differences(previous or {}, json.loads(json.dumps(to_dict(cfg))))
+        if differ:
             raise FileExistsError(
-                f"{out} holds an evaluation with other settings; use --overwrite or another --output-dir"
+                f"{out} holds an evaluation with other settings ({'; '.join(differ)}); use --overwrite or another "
+                "--output-dir"
             )
         path = out / FINGERPRINT_FILE
         stored = json.loads(path.read_text()) if path.is_file() else {}

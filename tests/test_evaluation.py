@@ -167,7 +167,8 @@ def test_changed_data_is_not_resumed(tmp_path):
 
 def test_existing_output_with_other_settings_is_not_mixed(sudoku_model, tmp_path):
     run_eval(config(sudoku_model, tmp_path / "e"), progress=False)
-    with pytest.raises(FileExistsError, match="other settings; use --overwrite"):
+    first = config(sudoku_model, tmp_path / "e").num_examples
+    with pytest.raises(FileExistsError, match=rf"other settings \(num_examples: {first} in the run, 4 now\); use"):
         run_eval(config(sudoku_model, tmp_path / "e", num_examples=4), progress=False)
     rows = run_eval(config(sudoku_model, tmp_path / "e", num_examples=4), overwrite=True, progress=False)
     assert rows[0]["n"] == 4

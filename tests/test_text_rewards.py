@@ -19,6 +19,7 @@ from dtm.tasks.text.extract import (
     parse_number,
 )
 from dtm.tasks.text.math_equiv import cheap_enough, equivalent, normalise
+from dtm.tasks.text.sudoku import SudokuTextTask
 from dtm.timelimit import Worker, expired_calls
 
 # ------------------------------------------------------------------------------------------------ safe evaluator
@@ -49,6 +50,12 @@ def full_width(text: str) -> str:
         ("((44)+((19)))" + " " * 5000 + "+35", 98, (44, 19, 35)),
         ("1000000000", 10**9, (10**9,)),  # MAX_LITERAL itself
         ("0" * 5000 + "7", 7, (7,)),  # many digits, small value
+        ("-3+4", 1, (3, 4)),  # a unary minus, as a reader reads it
+        ("+3", 3, (3,)),
+        ("-(-(44+19+35))", 98, (44, 19, 35)),
+        ("2*-3", -6, (2, 3)),  # a sign binds tighter than any binary operator
+        ("-3*2", -6, (3, 2)),
+        ("2-(-3)", 5, (2, 3)),
     ],
 )
 def test_evaluate_valid(expression, value, literals):
@@ -68,8 +75,8 @@ def test_evaluate_valid(expression, value, literals):
         "2**3",
         "7//2",  # floor division
         "7%2",  # modulo: not even in the character set
-        "-3+4",  # unary minus
-        "+3",
+        "--",  # signs without an operand
+        "3-",
         "(2)(3)",  # a call
         "abs(3)",  # names and calls
         "x+1",
@@ -213,6 +220,14 @@ COUNTDOWN = TextExample("c", "", "98", {"numbers": [44, 19, 35], "target": 98})
         ("<answer>٤٤+١٩+٣٥</answer>", 1.0),  # Arabic-Indic digits too
         ("<answer>44+19+3⁵</answer>", 0.1),  # a superscript is a power, not a digit
         ("<answer>" + "(" * 1000 + "44+19" + ")" * 1000 + "+35</answer>", 1.0),  # deep but valid
+        ("<answer>-(-(44+19+35))</answer>", 1.0),  # signs: a reader's value
+        ("<answer>44-(-19)+35</answer>", 1.0),
+        ("<answer>-44+19+35</answer>", 0.1),  # a sign changes the value: 10
+        ("<answer>44+19+35.</answer>", 1.0),  # a sentence's closing period
+        ("<answer>44+19+35 . </answer>", 1.0),
+        ("<answer>44+19+35!</answer>", 0.1),  # other punctuation is not an expression
+        ("<answer>044+019+35</answer>", 1.0),  # leading zeros: the numbers a reader reads
+        ("<answer>44+19+3.5</answer>", 0.1),  # a decimal point inside is not a period
         ("44+19+35", 0.0),  # no tag
         ("", 0.0),
     ],
@@ -246,7 +261,7 @@ SUDOKU = TextExample("s", "", "", {"puzzle": "0030340241202040", "solution": "12
         ("<reasoning>..</reasoning><answer>1234 3412 4123 2341</answer>", 7),  # separators dropped
         ("<answer>0000000000000000</answer>", 0),
         ("<answer>2234341241232341</answer>", 6),  # first (empty) cell wrong
-        ("<answer>1204341241232341</answer>", 7),  # a given cell changed: givens are not scored
+        ("<answer>1204341241232341</answer>", 7),  # a given cell changed: givens are not scored (never correct)
         ("<answer>2204341241232341</answer>", 6),
         ("<answer>1234</answer>", 3),  # too short: cells 0, 1, 3 right, the missing ones wrong
         ("<answer>12343412412323419999</answer>", 7),  # too long: the first 16 digits count
@@ -265,7 +280,8 @@ def test_sudoku_reward(completion, cells):
     task = get_text_task("sudoku")
     assert task.score(completion, SUDOKU) == pytest.approx(cells / 7)
     assert task.reward(completion, SUDOKU) == pytest.approx(2.0 * cells / 7)
-    assert task.is_correct(completion, SUDOKU) == (cells == 7)
+    altered_given = "1204341241232341" in completion
+    assert task.is_correct(completion, SUDOKU) == (cells == 7 and not altered_given)
 
 
 def test_sudoku_extract_answer():
@@ -357,7 +373,7 @@ def test_math_equivalence_helpers():
     assert normalise("\\text{Evelyn}") == "Evelyn"
     assert normalise("{5}.") == "5"
     assert cheap_enough("x^2+2^{10}")
-    for costly in ["9^{9^{9}}", "9**9**9", "2^{99999}", "12345!", "1" * 30, "(" * 20 + ")" * 20, "x" * 400, "2^(3^4)"]:
+    for costly in ["9^{9^{9}}", "9**9**9", "2^{99999}", "12345!", "(" * 20 + ")" * 20, "x" * 400, "2^(3^4)"]:
         assert not cheap_enough(costly), costly
     assert not equivalent(None, "3")
     assert not equivalent("  ", "3")
@@ -365,6 +381,9 @@ def test_math_equivalence_helpers():
 
 
 def test_math_verify_is_used_beyond_the_string_match():
+    assert cheap_enough("1" * 30)  # a long literal costs SymPy nothing: the guard bounds the work, not the answer
+    assert equivalent(str(2**100), "2^{100}") and equivalent("2^{100}", str(2**100))
+    assert not equivalent(str(2**100 + 1), "2^{100}")
     assert normalise("\\frac{1}{2}") != normalise("0.5")
     assert equivalent("\\frac{1}{2}", "0.5")
     assert not equivalent("\\frac{1}{3}", "0.5")
@@ -399,3 +418,21 @@ def test_a_hanging_math_verify_is_stopped_and_counted(monkeypatch, in_thread):
     hanging.close()
     monkeypatch.undo()
     assert equivalent("x+1", "1+x", timeout=60.0)
+
+
+@pytest.mark.parametrize(
+    ("answer", "reward", "correct"),
+    [
+        ("1234341221434321", 2.0, True),  # the solution
+        ("1234341221434421", 2.0, False),  # last row 4 4 2 1: a given altered, a row and a column rule broken
+        ("4234341221434321", 2.0, False),  # a given altered, the empty cells right
+        ("123434122143432", 2.0 * 8 / 9, False),  # 15 digits: the last empty cell missing
+    ],
+)
+def test_sudoku_answer_that_alters_a_given_is_never_correct(answer, reward, correct):
+    """The reward counts the empty cells only (the paper's rule); being correct needs a solution of the puzzle."""
+    task = SudokuTextTask()
+    example = {"puzzle": "1030301001030300", "solution": "1234341221434321", "id": "t"}
+    completion = f"<answer>{answer}</answer>"
+    assert task.reward(completion, example) == pytest.approx(reward)
+    assert task.is_correct(completion, example) is correct

@@ -15,6 +15,7 @@ from safetensors.torch import load_file
 from dtm.config import ConfigError, load_config
 from dtm.config.run import LoraSection
 from dtm.config.sampling import SamplingConfig
+from dtm.errors import RunError
 from dtm.models import load_model
 from dtm.tasks.increment import IncrementTask
 from dtm.training.dtm import RUN_STATE_BYTES, DTMConfig, DTMTrainer, evaluate
@@ -207,6 +208,22 @@ def test_planned_rollouts_and_periodic_evaluations(tmp_path):
     ]
     assert evals[0]["rollouts"] == 0 and evals[-1]["rollouts"] == cfg.planned_rollouts
     assert trainer.state.eval_seconds > 0
+
+
+def test_a_reward_function_that_always_fails_stops_the_run(tmp_path):
+    """Failures beyond ``max_reward_errors`` of a batch's evaluations stop the run with an error naming the key,
+    instead of training on rewards of 0; ``max_reward_errors=1`` lets the run go on and counts them."""
+
+    def broken(responses, meta):
+        raise ValueError("no reward here")
+
+    cfg = small_config(tmp_path, a_end=1.0, steps_per_h=2)
+    with pytest.raises(RunError, match=r"of \d+ reward evaluations of a rollout batch failed .* max_reward_errors=0.5"):
+        DTMTrainer(cfg, model=tiny_model(), reward_fns=[broken], progress=False).train()
+    cfg = small_config(tmp_path / "tolerant", a_end=1.0, steps_per_h=2, max_reward_errors=1.0)
+    trainer = DTMTrainer(cfg, model=tiny_model(), reward_fns=[broken], progress=False)
+    trainer.train()
+    assert trainer.state.reward_errors == trainer.state.rollouts
 
 
 def test_failing_reward_function_scores_zero_and_is_counted(tmp_path):

@@ -56,6 +56,8 @@ class EvalConfig:
         check(bool(self.model), "model", "give the model folder to evaluate")
         check_task(self.task)
         check(bool(self.gen_lengths), "gen_lengths", "give at least one generation length")
+        check(self.block_length > 0, "block_length", f"must be positive, got {self.block_length}")
+        check(self.decode_steps >= 0, "decode_steps", f"must be >= 0 (0: gen_length / 2), got {self.decode_steps}")
         for length in self.gen_lengths:
             self.sampling(length)  # validates block_length and decode_steps against every length
         check(self.num_examples > 0, "num_examples", f"must be positive, got {self.num_examples}")

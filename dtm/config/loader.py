@@ -10,6 +10,7 @@ from __future__ import annotations
 import copy
 import dataclasses
 import difflib
+import inspect
 from collections.abc import Iterable, Mapping, Sequence
 from pathlib import Path
 from types import NoneType, UnionType
@@ -40,6 +41,8 @@ def load_config(cls: type[T], path: str | Path | Mapping[str, Any] | None = None
     if isinstance(path, Mapping):
         data, path = copy.deepcopy(dict(path)), None
     elif path is not None:
+        if Path(path).is_dir():
+            raise ConfigError(f"--config {path}: is a folder; give a YAML file (e.g. configs/dtm-maze.yaml)")
         try:
             loaded = yaml.safe_load(Path(path).read_text(encoding="utf-8"))
         except yaml.YAMLError as e:
@@ -83,6 +86,29 @@ def from_dict(cls: type[T], data: Mapping[str, Any], *, source: str | None = Non
         return cls(**kwargs)
     except ConfigError as e:
         raise _error(source, prefix + str(e)) from None
+
+
+def coerce_arguments(fn: Any, values: Mapping[str, Any], prefix: str) -> dict[str, Any]:
+    """``values`` checked against the keyword parameters of ``fn`` (a class: its ``__init__``) the way config keys
+    are: an unknown name suggests the closest parameter, a value of the wrong type names the annotation; returns
+    the values converted (int -> float, ...)."""
+    target = fn.__init__ if isinstance(fn, type) else fn
+    hints = get_type_hints(target)
+    params = [name for name in inspect.signature(target).parameters if name != "self"]
+    for name in values:
+        if name not in params:
+            raise _unknown_key(fn, str(name), params, prefix, None)
+    return {name: _coerce(value, hints.get(name, Any), prefix + name, None) for name, value in values.items()}
+
+
+def config_differences(saved: Mapping[str, Any], given: Mapping[str, Any], ignore: Iterable[str] = ()) -> list[str]:
+    """One ``key: old in the run, new now`` line per top-level key whose value differs (``ignore``d keys aside)."""
+    ignored = set(ignore)
+    return [
+        f"{key}: {saved.get(key)!r} in the run, {given.get(key)!r} now"
+        for key in sorted(set(saved) | set(given))
+        if key not in ignored and saved.get(key) != given.get(key)
+    ]
 
 
 def to_dict(cfg: Any) -> dict[str, Any]:

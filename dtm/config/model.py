@@ -1,13 +1,16 @@
-"""How a model folder is loaded (``LoadOptions``) and the shape of the built-in model (``TinyModelConfig``)."""
+"""How a model folder is loaded (``LoadOptions``), the shape of the built-in model (``TinyModelConfig``), and the
+task a pretrained folder was made for."""
 
 from __future__ import annotations
 
+import json
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from dtm.config.choices import Dtype
 from dtm.config.fields import setting
+from dtm.config.loader import ConfigError
 
 if TYPE_CHECKING:
     from dtm.models.base import DiffusionLM
@@ -57,3 +60,28 @@ class TinyModelConfig:
     intermediate_size: int = setting(256, "width of the MLP")
     max_length: int = setting(256, "longest prompt + response, in tokens")
     rope_theta: float = setting(10000.0, "base of the rotary position embedding")
+
+
+TASK_RECORD = "dtm_task"  # config.json key of the task (and its options) a `dtm pretrain` model learnt
+
+
+def recorded_task(path: str | Path) -> dict[str, Any] | None:
+    """The task (``{"task": ..., "task_options": ...}``) the model folder at ``path`` was pretrained on, from its
+    config.json alone; None when it records none (converted and downloaded models, or no folder)."""
+    try:
+        config = json.loads(Path(path, "config.json").read_text(encoding="utf-8"))
+    except (OSError, ValueError):  # no folder, or a config.json that loading the model reports on
+        return None
+    return config.get(TASK_RECORD) if isinstance(config, dict) else None
+
+
+def check_model_task(path: str | Path, task: str, key: str) -> None:
+    """Refuse to use the model folder at ``path`` with ``task`` when the folder records another one (``dtm pretrain``
+    writes it into config.json; converted and downloaded models record none and pass). Reads config.json only, so the
+    mistake is caught before any model loads."""
+    record = recorded_task(path)
+    if record is not None and record["task"] != task:
+        raise ConfigError(
+            f"{key}: {path} was pretrained on task {record['task']} (task_options {record['task_options']}), but "
+            f"this run's task is {task}; pretrain a base model on {task} or give its folder"
+        )

@@ -86,10 +86,17 @@ class RunConfig:
     reward_timeout: float = setting(
         10.0, "seconds per reward call (a batch, or one completion when retried row by row); slower ones score 0"
     )
+    max_reward_errors: float = setting(
+        0.5,
+        "share of a rollout batch's reward evaluations that may fail (raise or return NaN; they score 0) before the "
+        "run stops with an error (1: never stop)",
+    )
     seed: int = setting(0, "seed of everything random in the run (same seed, same machine: same numbers)")
     output_dir: str = setting("runs/dtm", RUN_DIR_HELP)
     save_every: int = setting(0, "also checkpoint every this many steps (0: at the end, and at phase ends for DTM)")
-    keep_checkpoints: int = setting(2, "checkpoints kept in output_dir (older ones are deleted)")
+    keep_checkpoints: int = setting(
+        2, "checkpoints kept in output_dir (older ones are deleted; 0: keep every checkpoint)"
+    )
     eval_prompts: int = setting(256, "held-out prompts of the greedy evaluation before and after training (0 = none)")
     eval_every: int = setting(0, "also evaluate every this many steps (0 = only before and after training)")
     mixed_precision: MixedPrecision = setting("no", "autocast precision of forward passes (GPU)")
@@ -123,7 +130,17 @@ class RunConfig:
             "reward_timeout",
             f"must be a positive number of seconds, got {self.reward_timeout}",
         )
+        check(
+            0 <= self.max_reward_errors <= 1,
+            "max_reward_errors",
+            f"must be a share in [0, 1], got {self.max_reward_errors}",
+        )
         check(self.save_every >= 0, "save_every", f"must be >= 0 (0 = no periodic checkpoints), got {self.save_every}")
+        check(
+            self.keep_checkpoints >= 0,
+            "keep_checkpoints",
+            f"must be >= 0 (0 = keep every checkpoint), got {self.keep_checkpoints}",
+        )
         check(self.eval_prompts >= 0, "eval_prompts", f"must be >= 0, got {self.eval_prompts}")
         check(self.eval_every >= 0, "eval_every", f"must be >= 0 (0 = only before and after), got {self.eval_every}")
         check(not self.eval_every or self.eval_prompts, "eval_every", "needs eval_prompts > 0")

@@ -13,7 +13,7 @@ from pathlib import Path
 from transformers import LlamaConfig, LlamaForCausalLM
 from transformers.utils import logging as hf_logging
 
-from dtm.config.model import TinyModelConfig
+from dtm.config.model import TASK_RECORD, TinyModelConfig
 from dtm.models.base import DiffusionLM
 
 
@@ -42,9 +42,13 @@ def build_tiny_model(cfg: TinyModelConfig) -> DiffusionLM:
     return DiffusionLM(LlamaForCausalLM(hf_config), cfg.mask_token_id)
 
 
-def save_model(model: DiffusionLM, path: str | Path) -> None:
-    """Save weights (safetensors) and config, with the mask token id, in a folder ``from_pretrained`` can read."""
+def save_model(model: DiffusionLM, path: str | Path, task: str | None = None, task_options: dict | None = None) -> None:
+    """Save weights (safetensors) and config, with the mask token id, in a folder ``from_pretrained`` can read.
+    ``task``: the task the model learnt, recorded in config.json (and kept by every model tuned from it) so that
+    using the folder with another task is refused."""
     model.model.config.mask_token_id = model.mask_token_id
+    if task is not None:
+        setattr(model.model.config, TASK_RECORD, {"task": task, "task_options": task_options or {}})
     with quiet_progress():
         model.model.save_pretrained(str(path))
 

@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from typing import Any, Literal
 
 from transformers import PreTrainedTokenizerBase
 
+from dtm.config.loader import ConfigError, coerce_arguments
 from dtm.tasks.base import PromptBatch, TokenTask
 from dtm.tasks.increment import IncrementTask
 from dtm.tasks.maze import MazeTask
@@ -19,6 +21,24 @@ def get_task(name: str, **options: Any) -> TokenTask:
     if name not in TASKS:
         raise ValueError(f"unknown task {name!r}; available: {', '.join(sorted(TASKS))}")
     return TASKS[name](**options)
+
+
+def checked_task_options(name: str, options: Mapping[str, Any]) -> dict[str, Any]:
+    """``options`` of task ``name`` checked like config keys before anything expensive runs: an unknown option names
+    the closest one, a value of the wrong type its type, and a value a token task rejects (a range) the reason; every
+    error is a ConfigError under ``task_options``. Returns the options converted to their types."""
+    from dtm.tasks.text import TEXT_TASKS
+
+    cls = TASKS.get(name) or TEXT_TASKS.get(name)
+    if cls is None:
+        raise ConfigError(f"task: unknown task {name!r}; available: {', '.join(task_names())}")
+    checked = coerce_arguments(cls, options, "task_options.")
+    if name in TASKS:
+        try:
+            cls(**checked)
+        except ValueError as e:
+            raise ConfigError(f"task_options ({name}): {e}") from None
+    return checked
 
 
 def task_names() -> list[str]:
@@ -58,4 +78,4 @@ def build_task(
     return TokenizedTextTask(text_task, tokenizer, gen_length, mask_token_id, max_prompt_length, truncation)
 
 
-__all__ = ["TASKS", "PromptBatch", "TokenTask", "build_task", "get_task", "task_names"]
+__all__ = ["TASKS", "PromptBatch", "TokenTask", "build_task", "checked_task_options", "get_task", "task_names"]

@@ -31,21 +31,18 @@ def check_resume_settings(cfg: Any, run_dir: str | Path) -> None:
     import yaml
 
     from dtm.config import to_dict
+    from dtm.config.loader import config_differences
 
     saved_file = Path(run_dir) / "config.yaml"
     if not saved_file.is_file():
         return
     saved = yaml.safe_load(saved_file.read_text(encoding="utf-8")) or {}
     given = json.loads(json.dumps(to_dict(cfg)))
-    differ = [
-        f"{key}: {saved.get(key)!r} in the run, {given.get(key)!r} now"
-        for key in sorted(set(saved) | set(given))
-        if key not in RUN_MANAGEMENT_KEYS and saved.get(key) != given.get(key)
-    ]
+    differ = config_differences(saved, given, ignore=(*RUN_MANAGEMENT_KEYS, "output_dir"))
     if differ:
         raise ValueError(
             f"cannot resume {run_dir} with other settings ({'; '.join(differ)}); resume with its own config "
-            f"(--config {saved_file}) or start over with --overwrite"
+            f"(dtm train --config {saved_file} output_dir={run_dir} --resume) or start over with --overwrite"
         )
 
 
@@ -101,13 +98,15 @@ class MetricsLog:
             os.fsync(f.fileno())
 
     def truncate_after(self, step: int) -> None:
-        """Drop records past ``step`` and any torn line (used when resuming from a checkpoint)."""
+        """Drop records past ``step``, the final evaluation (a resumed run makes its own) and any torn line (used
+        when resuming from a checkpoint)."""
         if not self.path.exists():
             return
         kept = []
         for line in self.path.read_text().splitlines():
             try:
-                if json.loads(line).get("step", 0) <= step:
+                record = json.loads(line)
+                if record.get("step", 0) <= step and record.get("eval") != "final":
                     kept.append(line)
             except json.JSONDecodeError:  # a line cut short by a crash
                 continue

@@ -38,7 +38,7 @@ def pretrain(cfg: PretrainConfig, *, overwrite: bool = False, progress: bool = T
     model_cfg = dataclasses.replace(cfg.architecture, vocab_size=task.vocab_size, mask_token_id=task.mask_token_id)
     model, is_main = fit_masked_diffusion(build_tiny_model(model_cfg), dataset, cfg, out, progress, "pretrain")
     if is_main:
-        save_model(model, Path(out) / "model")
+        save_model(model, Path(out) / "model", cfg.task, cfg.task_options)
     return model
 
 

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import copy
 import json
+import logging
 import math
 import re
 import time
@@ -31,6 +32,7 @@ from dtm.config import check, save_config, to_dict
 from dtm.config.run import RunConfig
 from dtm.config.sampling import SamplingConfig
 from dtm.diffusion.sampler import DecodeStats
+from dtm.errors import RunError
 from dtm.heldout import heldout_metrics
 from dtm.models import save_model
 from dtm.models.base import DiffusionLM, input_tokens
@@ -44,6 +46,8 @@ from dtm.training.buffer import ReplayBuffer
 from dtm.training.logging import MetricsLog, check_resume_settings, prepare_run_dir
 from dtm.training.rewards import RewardFn, RewardScorer
 from dtm.training.teacher import add_lora_adapters, load_trainable_state, trainable_state
+
+logger = logging.getLogger(__name__)
 
 RUN_STATE_BYTES = 1_000_000
 # A study's view of a run: callback(event, trainer, record) (see Trainer.train).
@@ -380,6 +384,8 @@ class Trainer(ABC):
             check_resume_settings(self.cfg, self.out)
             self.load_checkpoint(latest)
         elif self.accelerator.is_main_process:
+            if self.resume:
+                logger.warning("--resume: %s holds no checkpoint to resume from; starting a new run there", self.out)
             save_config(self.cfg, self.out / "config.yaml")
             self.log.path.unlink(missing_ok=True)  # a run killed before its first checkpoint starts over
         if self.cfg.log_with != "none":
@@ -395,7 +401,7 @@ class Trainer(ABC):
         self.accelerator.wait_for_everyone()
         latest = ckpt.latest_checkpoint(self.out)
         if latest is None and any(self.out.glob(f"{ckpt.DAMAGED_PREFIX}{ckpt.STEP_PREFIX}*")):
-            raise RuntimeError(
+            raise RunError(
                 f"every checkpoint in {self.out} is damaged (set aside as {ckpt.DAMAGED_PREFIX}*); nothing to resume "
                 "from: start over with --overwrite"
             )
@@ -412,6 +418,13 @@ class Trainer(ABC):
         self.state.rollout_passes += int(stats.passes.sum())
         self.state.rollout_positions += int(stats.tokens.sum())
         scores = self.scorer(responses, prompts.meta)
+        evaluations = len(prompts) * len(self.scorer.reward_fns)
+        if self.cfg.max_reward_errors < 1 and scores.errors > self.cfg.max_reward_errors * evaluations:
+            raise RunError(
+                f"{scores.errors} of {evaluations} reward evaluations of a rollout batch failed (raised or returned "
+                f"a non-finite value; each scored 0), more than max_reward_errors={self.cfg.max_reward_errors} of "
+                "them: check the reward functions (the warnings above name them and their errors)"
+            )
         self.state.reward_errors += scores.errors
         self.state.reward_timeouts += scores.timeouts
         self.state.rollouts += len(prompts)
@@ -437,7 +450,7 @@ class Trainer(ABC):
         """Stop once ``max_nonfinite_steps`` optimizer steps in a row were skipped."""
         if self.state.nonfinite_steps >= self.cfg.max_nonfinite_steps:
             last = ckpt.latest_checkpoint(self.out)
-            raise RuntimeError(
+            raise RunError(
                 f"{self.state.nonfinite_steps} consecutive optimizer steps had a non-finite loss or gradient "
                 f"(max_nonfinite_steps={self.cfg.max_nonfinite_steps}); stopping at step {self.state.step}. "
                 f"The last good checkpoint is {last}; {self.nonfinite_hint}."

@@ -6,9 +6,10 @@ that admits ``**``, so ``9**9**9`` stalls training for minutes. Here nothing is 
 1. the text must be at most ``MAX_CHARS`` characters of ASCII digits, ``+ - * /``, parentheses and whitespace (this
    already rules out names, calls, attributes, strings, exponents and non-ASCII characters; Countdown turns decimal
    digits of other scripts into ASCII before it calls :func:`evaluate`);
-2. it is parsed by operator precedence (``*`` and ``/`` before ``+`` and ``-``, left to right, parentheses to any
-   depth) with explicit stacks, in one pass, so neither deep nesting nor length can exhaust the recursion limit. Only
-   binary operators between operands are accepted: no unary signs, ``**``, ``//``, ``%``, empty parentheses, or
+2. it is parsed by operator precedence (unary signs first, then ``*`` and ``/``, then ``+`` and ``-``, left to right,
+   parentheses to any depth) with explicit stacks, in one pass, so neither deep nesting nor length can exhaust the
+   recursion limit. Binary operators stand between operands; a ``-`` or ``+`` where an operand belongs is a sign, as
+   a reader (and Python) reads ``-(-(3))`` or ``2*-3``. Not accepted: ``**``, ``//``, ``%``, empty parentheses, or
    juxtaposition such as ``(2)(3)`` or ``4 4``;
 3. it is evaluated exactly with :class:`fractions.Fraction` while it is parsed; a literal of more than
    ``MAX_LITERAL_DIGITS`` digits or above ``MAX_LITERAL``, an intermediate numerator or denominator above
@@ -31,7 +32,8 @@ MAX_LITERAL_DIGITS = 10
 MAX_MAGNITUDE = 10**40
 _ALLOWED = re.compile(r"[0-9+\-*/()\s]*")
 _TOKEN = re.compile(r"\s*(?:([0-9]+)|([+\-*/()]))")
-_PRECEDENCE = {"+": 1, "-": 1, "*": 2, "/": 2}
+NEGATE = "neg"  # a unary minus on the operator stack; it binds tighter than any binary operator
+_PRECEDENCE = {"+": 1, "-": 1, "*": 2, "/": 2, NEGATE: 3}
 
 
 @dataclass(frozen=True)
@@ -47,6 +49,9 @@ class _InvalidError(Exception):
 
 
 def _apply(op: str, values: list[Fraction]) -> None:
+    if op == NEGATE:
+        values.append(-values.pop())
+        return
     right, left = values.pop(), values.pop()
     if op == "+":
         value = left + right
@@ -84,8 +89,10 @@ def _parse(text: str) -> Evaluation:
                 want_operand = False
             elif symbol == "(":
                 ops.append(symbol)
-            else:
-                raise _InvalidError  # an operator or ")" where an operand belongs: unary sign, "**", "()", "(+"
+            elif symbol == "-":
+                ops.append(NEGATE)
+            elif symbol != "+":  # a unary plus changes nothing
+                raise _InvalidError  # "*", "/" or ")" where an operand belongs: "**", "()", "(*"
         elif symbol == ")":
             while ops and ops[-1] != "(":
                 _apply(ops.pop(), values)

@@ -5,12 +5,14 @@ Reward (the paper's), in {0, 0.1, 1}:
 * 1.0 if the first complete ``<answer>...</answer>`` holds an expression that uses each given number exactly once (as
   a multiset; no other numbers) and evaluates exactly to the target;
 * 0.1 if an answer tag is present but its content is wrong: another value, numbers missing, repeated or extra, an
-  equals sign, unary signs, ``**``, or anything :func:`dtm.tasks.text.arithmetic.evaluate` rejects (too long, too
-  large, division by zero);
+  equals sign, ``**``, or anything :func:`dtm.tasks.text.arithmetic.evaluate` rejects (too long, too large, division
+  by zero);
 * 0.0 without a complete answer tag.
 
-Decimal digits in other scripts (full-width, Arabic-Indic...) are read as the digits they are
-(:func:`dtm.tasks.text.extract.ascii_decimal_digits`); superscript digits are not digits here (``3²`` is a power).
+The answer is read as a person reads it: decimal digits in other scripts (full-width, Arabic-Indic...) are the digits
+they are (:func:`dtm.tasks.text.extract.ascii_decimal_digits`), superscript digits are not digits (``3²`` is a
+power); unary signs are signs (``-(-(E))`` is ``E``, ``2-(-3)`` is 5); one closing period is a sentence's end and is
+dropped (other punctuation is not an expression); leading zeros do not change a number (``07`` uses 7).
 
 Expressions are evaluated by our own safe evaluator (:mod:`dtm.tasks.text.arithmetic`), never by ``eval``.
 ``is_correct`` is reward == 1.0. The metric (``score``) is accuracy.
@@ -241,9 +243,10 @@ class CountdownTask(TextTask):
     # ------------------------------------------------------------------------------------------------ scoring
 
     def extract_answer(self, text: str) -> str | None:
-        """The expression in the first complete ``<answer>`` tag, its decimal digits in ASCII, or None."""
+        """The expression in the first complete ``<answer>`` tag, its decimal digits in ASCII and a closing period
+        (a sentence's end) dropped, or None."""
         content = answer_tag(text)
-        return None if content is None else ascii_decimal_digits(content)
+        return None if content is None else ascii_decimal_digits(content).strip().removesuffix(".")
 
     def reward(self, completion: str, example: TextExample | Mapping[str, Any]) -> float:
         expression = self.extract_answer(completion)

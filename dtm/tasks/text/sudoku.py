@@ -5,8 +5,10 @@ puzzle and ``correct`` the number of them whose digit in the answer equals the s
 digits of the first complete ``<answer>...</answer>`` in order (other characters dropped, as d1/SPG do), where every
 character that reads as a digit counts as one (:func:`dtm.tasks.text.extract.grid_digits`: full-width, superscript,
 Arabic-Indic... digits are normalised, never dropped): its first 16 digits are the grid, and missing digits count as
-wrong; given cells are not scored. No answer tag: 0.
-``score`` (the paper's cell-level accuracy) is ``correct / empty`` in [0, 1]; ``is_correct``: every empty cell right.
+wrong; given cells are not scored, so an answer that alters a given keeps the reward of its empty cells. No answer
+tag: 0. ``score`` (the paper's cell-level accuracy) is ``correct / empty`` in [0, 1]. ``is_correct`` is what a person
+checks: the answer is a solution of the puzzle (16 digits, every given kept, every row, column and box holding 1-4
+once), so an altered given or a broken rule is never correct, whatever the reward.
 
 Data. ``source="generate"`` (default): :func:`dtm.tasks.sudoku_grids.generate_puzzles`, puzzles with a unique solution
 made from the solution grids of their split only, which partitions the 288 grids by a hash, so train and test are
@@ -113,6 +115,15 @@ def cell_accuracy(digits: str | None, puzzle: str, solution: str) -> float:
     return correct / len(empty)
 
 
+def solves(digits: str | None, puzzle: str) -> bool:
+    """True iff ``digits`` (the answer's first 16) is a solution grid of ``puzzle``: complete, every given kept, every
+    row, column and box holding 1-4 once."""
+    if digits is None or len(digits) != CELLS:
+        return False
+    grid = [int(d) for d in digits]
+    return is_solution_grid(grid) and all(g == "0" or int(g) == v for g, v in zip(puzzle, grid, strict=True))
+
+
 class SudokuTextTask(TextTask):
     """4x4 Sudoku with text prompts (module docstring: data, prompts, reward and metric)."""
 
@@ -215,4 +226,6 @@ class SudokuTextTask(TextTask):
         return MAX_REWARD * self.score(completion, example)
 
     def is_correct(self, completion: str, example: TextExample | Mapping[str, Any]) -> bool:
-        return self.score(completion, example) == 1.0
+        """The answer is a solution of the puzzle: a complete grid that keeps every given and breaks no row, column
+        or box rule (the reward's cell count alone ignores the givens)."""
+        return solves(self.extract_answer(completion), as_example(example).meta["puzzle"])
