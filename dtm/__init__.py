@@ -10,7 +10,20 @@ Configs (``DTMConfig``, ``WD1Config``, ..., ``load_config``) import neither torc
 from __future__ import annotations
 
 import importlib
+import logging
 from typing import Any
+
+
+class _DropMissingKernelsWarning(logging.Filter):
+    """bitsandbytes warns, on import and on CPUs with AVX512-BF16, that its optional faster 4-bit CPU kernel (the
+    `kernels` package) is missing; it then uses its own kernel, so the warning says nothing about a dtm run, and every
+    command that imports peft or transformers would print it, 4-bit model or not."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        return "gemm_4bit_forward from kernels-community" not in record.getMessage()
+
+
+logging.getLogger("bitsandbytes.backends.cpu.ops").addFilter(_DropMissingKernelsWarning())
 
 # name -> module that defines it
 _API = {

@@ -161,3 +161,23 @@ def test_every_checkpoint_damaged_ends_in_a_clear_error(base_model_dir, tmp_path
         optimizer.write_bytes(optimizer.read_bytes()[:10])
     err = error_of(["train", "--config", str(run / "config.yaml"), "--resume", "--no-progress"], capsys)
     assert f"every checkpoint in {run} is damaged" in err and "--overwrite" in err
+
+
+def test_the_missing_kernels_warning_of_bitsandbytes_is_not_printed():
+    """bitsandbytes' note that an optional faster 4-bit CPU kernel is missing (logged on import on AVX512-BF16 CPUs)
+    is dropped; its other warnings are kept."""
+    import logging
+
+    logger = logging.getLogger("bitsandbytes.backends.cpu.ops")
+    noise = logger.makeRecord(
+        logger.name,
+        logging.WARNING,
+        __file__,
+        0,
+        "Failed to load CPU gemm_4bit_forward from "
+        "kernels-community: %s. Please make sure you already `pip install kernels`",
+        ("x",),
+        None,
+    )
+    other = logger.makeRecord(logger.name, logging.WARNING, __file__, 0, "something else", (), None)
+    assert not logger.filter(noise) and logger.filter(other)
