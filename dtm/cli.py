@@ -10,7 +10,7 @@ from pathlib import Path
 from typing import Any
 
 from dtm.config import ConfigError, load_config
-from dtm.config.model import check_model_task, recorded_task
+from dtm.config.model import check_model_task
 from dtm.errors import RunError
 
 
@@ -78,16 +78,15 @@ def _flag_overrides(args: argparse.Namespace) -> list[str]:
     ]
 
 
-def _check_task(cfg: Any, model: str | None, key: str, inherit_options: bool = False) -> None:
-    """The run's task options checked like config keys, and its task against the one the model folder at ``model``
-    records (``key`` names the folder's config key). ``inherit_options``: a run that gives no task options takes
-    those the folder was pretrained with (``dtm sample`` and ``dtm eval`` of a maze model need no size)."""
+def _check_task(cfg: Any, model: str | None = None) -> None:
+    """The run's task options checked like config keys; with the folder ``model`` (``dtm sample``, ``dtm eval``), its
+    task checked against the one the folder records, whose options a run that gives none takes (a maze model needs no
+    size)."""
     from dtm.tasks import checked_task_options
 
     if model is not None:
-        check_model_task(model, cfg.task, key)
-        record = recorded_task(model)
-        if inherit_options and not cfg.task_options and record is not None:
+        record = check_model_task(model, cfg.task, "model")
+        if not cfg.task_options and record is not None:
             cfg.task_options = dict(record["task_options"])
     cfg.task_options = checked_task_options(cfg.task, cfg.task_options)
 
@@ -100,7 +99,7 @@ def cmd_pretrain(args: argparse.Namespace) -> None:
     if cfg.data_file and not Path(cfg.data_file).is_file():
         raise ConfigError(f"data_file: no such file: {cfg.data_file}")
     check_run_dir(cfg.output_dir, overwrite=args.overwrite, resumable=False)
-    _check_task(cfg, None, "")
+    _check_task(cfg)
     from dtm.training.pretrain import pretrain
 
     pretrain(cfg, overwrite=args.overwrite, progress=not args.no_progress)
@@ -145,7 +144,7 @@ def cmd_train(args: argparse.Namespace) -> None:
     check_run_dir(cfg.output_dir, resume=args.resume, overwrite=args.overwrite)
     if args.resume:
         check_resume_settings(cfg, cfg.output_dir)
-    _check_task(cfg, cfg.base_model, "base_model")
+    _check_task(cfg)  # the base folder's task is checked above, before torch is imported
     trainer = make_trainer(cfg, resume=args.resume, overwrite=args.overwrite, progress=not args.no_progress)
     trainer.train()
     print(f"saved {Path(cfg.output_dir) / 'final' / 'model'}")
@@ -157,7 +156,7 @@ def cmd_sample(args: argparse.Namespace) -> None:
     cfg = load_config(SampleConfig, args.config, [*_flag_overrides(args), *args.overrides])
     if not Path(cfg.model, "config.json").is_file():
         raise ConfigError(f"model: no model checkpoint at {cfg.model} (a folder with config.json and weights)")
-    _check_task(cfg, cfg.model, "model", inherit_options=True)
+    _check_task(cfg, cfg.model)
     import torch
 
     from dtm.config.sampling import SamplingConfig
@@ -197,7 +196,7 @@ def cmd_eval(args: argparse.Namespace) -> None:
     cfg = load_config(EvalConfig, args.config, [*_flag_overrides(args), *args.overrides])
     if not Path(cfg.model, "config.json").is_file():
         raise ConfigError(f"model: no model checkpoint (config.json) at {cfg.model}")
-    _check_task(cfg, cfg.model, "model", inherit_options=True)
+    _check_task(cfg, cfg.model)
     from dtm.evaluation import markdown_table, run_eval
 
     rows = run_eval(cfg, overwrite=args.overwrite, progress=not args.no_progress)

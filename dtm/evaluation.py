@@ -131,8 +131,8 @@ def prepare_output(cfg: EvalConfig, overwrite: bool, model_hash: str) -> tuple[P
     if not overwrite and any(out.glob("samples-len*.jsonl")):  # without samples, there is nothing to reuse
         import yaml
 
-        previous = yaml.safe_load(saved.read_text()) if saved.is_file() else {}
-        differ = config_differences(previous or {}, json.loads(json.dumps(to_dict(cfg))))
+        previous = (yaml.safe_load(saved.read_text()) if saved.is_file() else None) or {}
+        differ = config_differences(previous, json.loads(json.dumps(to_dict(cfg))))
         if differ:
             raise FileExistsError(
                 f"{out} holds an evaluation with other settings ({'; '.join(differ)}); use --overwrite or another "

@@ -75,13 +75,14 @@ def recorded_task(path: str | Path) -> dict[str, Any] | None:
     return config.get(TASK_RECORD) if isinstance(config, dict) else None
 
 
-def check_model_task(path: str | Path, task: str, key: str) -> None:
+def check_model_task(path: str | Path, task: str, key: str) -> dict[str, Any] | None:
     """Refuse to use the model folder at ``path`` with ``task`` when the folder records another one (``dtm pretrain``
     writes it into config.json; converted and downloaded models record none and pass). Reads config.json only, so the
-    mistake is caught before any model loads."""
+    mistake is caught before any model loads. Returns the folder's record (:func:`recorded_task`)."""
     record = recorded_task(path)
     if record is not None and record["task"] != task:
         raise ConfigError(
             f"{key}: {path} was pretrained on task {record['task']} (task_options {record['task_options']}), but "
             f"this run's task is {task}; pretrain a base model on {task} or give its folder"
         )
+    return record
