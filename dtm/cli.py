@@ -207,29 +207,38 @@ def cmd_eval(args: argparse.Namespace) -> None:
 
 
 def cmd_study(args: argparse.Namespace) -> None:
+    # Settings are read (and bad keys refused) before the study module imports torch.
     if args.name == "compare":
+        from dtm.config.studies.compare import CompareConfig
+
+        cfg = load_config(CompareConfig, args.config, args.overrides)
         from dtm.studies import compare
 
-        cfg = load_config(compare.CompareConfig, args.config, args.overrides)
         summary = compare.run_compare(cfg, overwrite=args.overwrite, progress=not args.no_progress)
         print(compare.markdown_tables(summary))
     elif args.name == "fit":
+        from dtm.config.studies.fit import FitStudyConfig
+
+        cfg = load_config(FitStudyConfig, args.config, args.overrides)
         from dtm.studies import fit
 
-        cfg = load_config(fit.FitStudyConfig, args.config, args.overrides)
         summary = fit.run_fit_study(cfg, overwrite=args.overwrite, progress=not args.no_progress)
         print(fit.markdown_tables(summary))
     elif args.name == "decoding":
+        from dtm.config.studies.decoding import DecodingStudyConfig
+
+        cfg = load_config(DecodingStudyConfig, args.config, args.overrides)
         from dtm.studies import decoding
 
-        cfg = load_config(decoding.DecodingStudyConfig, args.config, args.overrides)
         summary = decoding.run_decoding_study(cfg, overwrite=args.overwrite)
         for model in summary:
             print(f"{model}\n{decoding.markdown_table(summary, model)}")
     else:
+        from dtm.config.studies.maze import MazeStudyConfig
+
+        cfg = load_config(MazeStudyConfig, args.config, args.overrides)
         from dtm.studies import maze
 
-        cfg = load_config(maze.MazeStudyConfig, args.config, args.overrides)
         results = maze.run_maze_study(cfg, overwrite=args.overwrite, progress=not args.no_progress)
         print(maze.markdown_table(results))
     print(f"report: {Path(cfg.output_dir) / 'report.md'}")

@@ -3,7 +3,11 @@ model is loaded. Each case here is one a new user ran into."""
 
 from __future__ import annotations
 
+import json
 import shutil
+import subprocess
+import sys
+from pathlib import Path
 
 import pytest
 
@@ -181,3 +185,40 @@ def test_the_missing_kernels_warning_of_bitsandbytes_is_not_printed():
     )
     other = logger.makeRecord(logger.name, logging.WARNING, __file__, 0, "something else", (), None)
     assert not logger.filter(noise) and logger.filter(other)
+
+
+# Errors that need no model are found before torch is imported (importing it takes seconds): each runs in a fresh
+# interpreter, which reports the exit status and whether torch was loaded.
+NO_MODEL_ERRORS = {
+    "study maze key": ["study", "maze", "--config", "configs/maze-study.yaml", "bogus=1"],
+    "study maze value": ["study", "maze", "--config", "configs/maze-study.yaml", "seeds=[]"],
+    "study fit key": ["study", "fit", "--config", "configs/fit-maze.yaml", "bogus=1"],
+    "study compare key": ["study", "compare", "--config", "configs/compare-maze.yaml", "methods=[ppo]"],
+    "study decoding key": ["study", "decoding", "--config", "configs/decoding-study.yaml", "bogus=1"],
+    "sample missing model": ["sample", "--model", "nowhere", "--task", "maze"],
+    "sample bad flag": ["sample", "--model", "nowhere", "--task", "maze", "n=0"],
+    "eval missing model": ["eval", "--model", "nowhere", "--task", "increment"],
+    "eval bad flag": ["eval", "--model", "nowhere", "--task", "increment", "--gen-lengths", "0"],
+    "train missing base": ["train", "--config", "configs/dtm-increment.yaml", "base_model=nowhere"],
+    "pretrain key": ["pretrain", "--config", "configs/pretrain-increment.yaml", "bogus=1"],
+}
+PROBE = """
+import json, sys
+from dtm.cli import main
+try:
+    main(json.loads(sys.argv[1]))
+    code = 0
+except SystemExit as e:
+    code = e.code
+print(json.dumps({"code": code, "torch": "torch" in sys.modules}))
+"""
+
+
+@pytest.mark.parametrize("argv", NO_MODEL_ERRORS.values(), ids=NO_MODEL_ERRORS.keys())
+def test_errors_that_need_no_model_come_before_torch_is_imported(argv):
+    root = Path(__file__).resolve().parents[1]
+    done = subprocess.run(
+        [sys.executable, "-c", PROBE, json.dumps(argv)], cwd=root, capture_output=True, text=True, check=True
+    )
+    assert json.loads(done.stdout.strip().splitlines()[-1]) == {"code": 2, "torch": False}
+    assert f"dtm {argv[0]}: error:" in done.stderr

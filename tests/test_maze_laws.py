@@ -12,7 +12,7 @@ import math
 import pytest
 import torch
 
-from dtm.config.sampling import SamplingConfig
+from dtm.config.sampling import SamplingConfig, check_exact_sampler
 from dtm.diffusion.exact import sequence_log_probs
 from dtm.models import TinyModelConfig, build_tiny_model
 from dtm.rollouts import rollout
@@ -21,7 +21,6 @@ from dtm.studies.maze_laws import (
     MazePaths,
     Outcomes,
     Responses,
-    check_exact_sampler,
     distinct_mazes,
     effective_tilt,
     expected_reward,

@@ -11,7 +11,7 @@ from dtm.config.choices import METHODS
 from dtm.config.fields import KeyHelp, describe, markdown
 from dtm.config.loader import section_type
 
-# kind -> (module, class, what reads it). Study configs live beside their studies (those modules import torch).
+# kind -> (module, class, what reads it).
 KINDS: dict[str, tuple[str, str, str]] = {
     "pretrain": ("dtm.config.pretrain", "PretrainConfig", "dtm pretrain"),
     "sft": ("dtm.config.sft", "SFTConfig", "dtm sft"),
@@ -24,10 +24,10 @@ KINDS: dict[str, tuple[str, str, str]] = {
     "eval": ("dtm.config.evaluation", "EvalConfig", "dtm eval"),
     "sample": ("dtm.config.commands", "SampleConfig", "dtm sample"),
     "demo": ("dtm.config.commands", "DemoConfig", "dtm demo"),
-    "compare": ("dtm.studies.compare", "CompareConfig", "dtm study compare"),
-    "fit": ("dtm.studies.fit", "FitStudyConfig", "dtm study fit"),
-    "maze": ("dtm.studies.maze", "MazeStudyConfig", "dtm study maze"),
-    "decoding": ("dtm.studies.decoding", "DecodingStudyConfig", "dtm study decoding"),
+    "compare": ("dtm.config.studies.compare", "CompareConfig", "dtm study compare"),
+    "fit": ("dtm.config.studies.fit", "FitStudyConfig", "dtm study fit"),
+    "maze": ("dtm.config.studies.maze", "MazeStudyConfig", "dtm study maze"),
+    "decoding": ("dtm.config.studies.decoding", "DecodingStudyConfig", "dtm study decoding"),
 }
 
 

@@ -2,12 +2,17 @@
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 from typing import ClassVar
 
 from dtm.config.choices import KVCache, Remasking
 from dtm.config.fields import setting
 from dtm.config.loader import check
+
+# Exact laws enumerate 2^B decoding states per block of B tokens (3^B transitions with a confidence threshold).
+MAX_EXACT_BLOCK = 12
+MAX_THRESHOLD_BLOCK = 8
 
 THRESHOLD_HELP = (
     "confidence-threshold parallel decoding: each round commits every masked position of the block whose "
@@ -91,3 +96,17 @@ def check_fast_decoding(threshold: float | None, cache_refresh: int, cache: str,
         f"{cache_refresh} does not fit the block: a block takes at most {block_rounds} rounds, so the cache would "
         "only be refreshed at block starts (use 0 for that)",
     )
+
+
+def check_exact_sampler(sampling: SamplingConfig, gen_length: int) -> None:
+    """The exact-law identities of the fit diagnostic need the decoding the trainer's SAR states describe: random
+    order, one token per round, at temperature 1."""
+    problems = []
+    if sampling.remasking != "random":
+        problems.append(f"sampling.remasking must be 'random', got {sampling.remasking!r}")
+    if sampling.decode_steps != gen_length:
+        problems.append(f"sampling.decode_steps must equal gen_length={gen_length} got {sampling.decode_steps}")
+    if not math.isclose(sampling.temperature, 1.0):
+        problems.append(f"sampling.temperature must be 1, got {sampling.temperature}")
+    if problems:
+        raise ValueError("; ".join(problems) + " (the decoding whose law DTM's SAR masked states describe)")

@@ -56,6 +56,7 @@ from itertools import combinations
 import torch
 
 from dtm.config.choices import KVCache
+from dtm.config.sampling import MAX_EXACT_BLOCK, MAX_THRESHOLD_BLOCK
 from dtm.diffusion.sampler import (
     KVStore,
     LogitsFn,
@@ -66,9 +67,6 @@ from dtm.diffusion.sampler import (
     steps_per_block,
     tokens_per_step,
 )
-
-MAX_EXACT_BLOCK = 12
-MAX_THRESHOLD_BLOCK = 8
 
 
 @dataclass

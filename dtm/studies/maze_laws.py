@@ -15,7 +15,6 @@ against its maximum (:func:`loss_gain`).
 
 from __future__ import annotations
 
-import math
 from dataclasses import dataclass, field
 
 import torch
@@ -209,17 +208,3 @@ def loss_gain(
     gap = gap + q.invalid * invalid_mean(teacher_invalid.log_prob - teacher_invalid.elbo)
     scale = z / paths.responses.shape[1]
     return float((scale * gain).mean()), float((scale * (kl + gap)).mean())
-
-
-def check_exact_sampler(sampling: SamplingConfig, gen_length: int) -> None:
-    """The loss identities above need the decoding the trainer's SAR states describe: random order, one token per
-    round, at temperature 1."""
-    problems = []
-    if sampling.remasking != "random":
-        problems.append(f"sampling.remasking must be 'random', got {sampling.remasking!r}")
-    if sampling.decode_steps != gen_length:
-        problems.append(f"sampling.decode_steps must equal gen_length={gen_length} got {sampling.decode_steps}")
-    if not math.isclose(sampling.temperature, 1.0):
-        problems.append(f"sampling.temperature must be 1, got {sampling.temperature}")
-    if problems:
-        raise ValueError("; ".join(problems) + " (the decoding whose law DTM's SAR masked states describe)")
