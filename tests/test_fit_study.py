@@ -7,7 +7,7 @@ import json
 import pytest
 
 from dtm.config import ConfigError, load_config
-from dtm.studies.fit import FitStudyConfig, first_phase_end, run_fit_study
+from dtm.studies.fit import FitStudyConfig, first_phase_end, plot_reach_vs_draws, run_fit_study
 
 SAMPLING = {"gen_length": 8, "block_length": 4, "decode_steps": 8, "temperature": 1.0, "remasking": "random"}
 
@@ -121,3 +121,13 @@ def test_bad_settings_fail_before_anything_runs(tmp_path, override, message):
     with pytest.raises(ConfigError, match=message.replace("(", r"\(").replace(")", r"\)")):
         run_fit_study(load_config(FitStudyConfig, values), progress=False)
     assert not (tmp_path / "fit").exists()
+
+
+def test_reach_figure_takes_variants_that_tie_on_draws_per_rollout(tmp_path):
+    record = {"phase": 0, "in_phase": 4, "states": 64, "rollouts": 16, "h": 3.0}
+    runs = [
+        {"variant": name, "records": [record | {"heldout_h_eff": eff, "train_h_eff": 2 * eff}]}
+        for name, eff in (("lr 1e-4", 0.3), ("lr 3e-4", 0.6))
+    ]
+    plot_reach_vs_draws(tmp_path / "fit_vs_draws.png", runs)
+    assert (tmp_path / "fit_vs_draws.png").stat().st_size > 0

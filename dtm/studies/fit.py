@@ -409,10 +409,13 @@ def plot_reach_vs_draws(path: Path, runs: list[dict[str, Any]]) -> None:
             by_variant.setdefault(run["variant"], []).append(first_phase_end(run))
         points = sorted(
             (
-                statistics.fmean(r["states"] / r["rollouts"] for r in ends),
-                mean_std(r[f"{split}_h_eff"] / r["h"] for r in ends),
-            )
-            for ends in by_variant.values()
+                (
+                    statistics.fmean(r["states"] / r["rollouts"] for r in ends),
+                    mean_std(r[f"{split}_h_eff"] / r["h"] for r in ends),
+                )
+                for ends in by_variant.values()
+            ),
+            key=lambda point: point[0],  # variants may tie on draws per rollout
         )
         ax.errorbar(
             [x for x, _ in points],
