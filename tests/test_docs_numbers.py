@@ -58,6 +58,10 @@ TABLES: list[tuple[str, str, Callable[[list], dict], Callable[[dict], str]]] = [
             "a24-s64-lr6e-4",
             "a12-h6-s64-lr8e-4-t160-b128",
             "a24-s64-lr1e-3-t160-b128-plr3e-3",
+            "a24-h12-s64-lr6e-4-b128",
+            "a24-h12-w96-t280",
+            "fixed-bases-lr1e-3",
+            "fixed-bases-b256",
         )
     ],
     *[
@@ -78,12 +82,15 @@ TABLES: list[tuple[str, str, Callable[[list], dict], Callable[[dict], str]]] = [
     ("README.md", "compare/sudoku-all/results.json", compare.summarize, compare.headline_table),
     ("README.md", "maze-study/results.json", maze.summarize, maze.markdown_table),
     ("docs/maze-study/rerun/report.md", "maze-study/rerun/results.json", maze.summarize, maze.markdown_table),
-    (
-        "docs/maze-study/trials/a12-h3-s32/report.md",
-        "maze-study/trials/a12-h3-s32/results.json",
-        maze.summarize,
-        maze.markdown_table,
-    ),
+    *[
+        (
+            f"docs/maze-study/trials/{trial}/report.md",
+            f"maze-study/trials/{trial}/results.json",
+            maze.summarize,
+            maze.markdown_table,
+        )
+        for trial in ("a12-h3-s32", "a24-h12-s64-lr6e-4-b128-rerun")
+    ],
     *[
         (
             "docs/decoding.md",
@@ -172,7 +179,7 @@ def test_maze_study_rerun_lands_where_the_readme_says():
                 outside.append((arm, key))
     text = " ".join((ROOT / "README.md").read_text().split())
     assert f"{total - len(outside)} of the {total} means of its record" in text
-    assert sorted(outside) == [("small-h c=1", "distinct")]
+    assert sorted(outside) == [("one-phase c=adaptive", "distinct")]
 
 
 def test_real_model_numbers_come_from_the_committed_run():
@@ -214,3 +221,29 @@ def test_fast_decoding_benchmark_tables_come_from_its_record():
         for name in ("trained model, greedy", "trained model, sampled"):
             assert module.table(sections[name], greedy="greedy" in name) in text, f"{gen} {name}"
     assert module.table(record["lengths"]["256"]["random weights, greedy"], greedy=True) in text
+
+
+def _gains(record: Path) -> list[float]:
+    """The small-h arms' gain (c = 1, c*) in held-out sampled reward over the base, in pooled standard deviations
+    sqrt((s_base^2 + s_arm^2) / 2)."""
+    summary = _summary(record, maze.summarize)
+    base, gains = summary["base"]["sampled_reward"], []
+    for arm in ("small-h c=1", "small-h c=adaptive"):
+        mean = summary[arm]["sampled_reward"]
+        gains.append((mean["mean"] - base["mean"]) / ((base["std"] ** 2 + mean["std"] ** 2) / 2) ** 0.5)
+    return gains
+
+
+def test_main_job_gain_in_pooled_standard_deviations():
+    """The README states the small-h arms' gains in pooled standard deviations for the record and its rerun (the
+    main job's target: more than three, with TV to rho_24 at most 0.5); recompute them."""
+    text = " ".join((ROOT / "README.md").read_text().split())
+    c1, adaptive = _gains(DOCS / "maze-study" / "results.json")
+    assert f"(c = 1; {c1:.1f} pooled standard deviations)" in text
+    assert f"(c*; {adaptive:.1f} pooled standard deviations)" in text
+    c1, adaptive = _gains(DOCS / "maze-study" / "rerun" / "results.json")
+    assert f"({c1:.1f} and {adaptive:.1f} pooled standard deviations)" in text
+    for record in (DOCS / "maze-study" / "results.json", DOCS / "maze-study" / "rerun" / "results.json"):
+        summary = _summary(record, maze.summarize)
+        assert min(_gains(record)) > 3
+        assert max(summary[arm]["tv_to_target"]["mean"] for arm in ("small-h c=1", "small-h c=adaptive")) <= 0.5
