@@ -2,9 +2,9 @@
 lengths, per-sample JSONL, and an accuracy table that names every setting it came from.
 
 Accuracy is the task's evaluation metric (``task.score`` where defined, else exact correctness): Sudoku counts correct
-empty cells over empty cells, as in the paper; the other tasks count correct answers. Samples are written batch by
-batch, so an interrupted evaluation resumes from its JSONL files and gives the same numbers as an uninterrupted one:
-batch b is decoded with a generator seeded by (seed, b), whatever ran before it.
+empty cells over empty cells, as in the DTM paper (arXiv 2604.18739); the other tasks count correct answers. Samples are
+written batch by batch, so an interrupted evaluation resumes from its JSONL files and gives the same numbers as an
+uninterrupted one: batch b is decoded with a generator seeded by (seed, b), whatever ran before it.
 
 Samples are reused only when they came from the same model, data and settings: the output folder records the settings
 (``eval_config.yaml``), a SHA-256 of every file of the model folder and the adapter folder, and a SHA-256 of each

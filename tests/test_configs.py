@@ -113,3 +113,19 @@ def test_llada_lora_pattern_targets_block_projections_only():
     assert all(re.fullmatch(pattern, n) for n in names)
     assert not re.fullmatch(pattern, "model.transformer.ff_out")  # LLaDA's output head shares the name
     assert not re.fullmatch(pattern, "model.transformer.blocks.0.attn_norm")
+
+
+@pytest.mark.parametrize("path", sorted(CONFIGS.rglob("*.yaml")), ids=lambda p: str(p.relative_to(CONFIGS)))
+def test_every_config_starts_with_the_command_that_runs_it(path):
+    """Line one is ``# Run: <command>``; the command names this file (``--config`` or, for accelerate configs,
+    ``--config_file``), or a script of scripts/ that reads it."""
+    first = path.read_text().splitlines()[0]
+    assert first.startswith("# Run: "), f"{path.name}: the first line must be '# Run: <command>'"
+    words = first.removeprefix("# Run: ").split("  (")[0].split()
+    own = str(path.relative_to(CONFIGS.parent))
+    flag = "--config_file" if "accelerate" in path.parts else "--config"
+    if flag in words:
+        assert words[words.index(flag) + 1] == own, f"{own}: its Run line names another config"
+    else:
+        script = next(w for w in words if w.startswith("scripts/"))
+        assert (CONFIGS.parent / script).is_file(), f"{own}: {script} does not exist"

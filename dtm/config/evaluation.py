@@ -15,7 +15,8 @@ from dtm.config.sampling import CACHE_HELP, CACHE_REFRESH_HELP, THRESHOLD_HELP, 
 
 @dataclass
 class EvalConfig:
-    """What to evaluate and how. ``decode_steps`` = 0 means gen_length / 2 (the paper's setting)."""
+    """What to evaluate and how. ``decode_steps`` = 0 means gen_length / 2 (the DTM paper's setting, arXiv
+    2604.18739)."""
 
     renamed_keys: ClassVar[dict[str, str]] = {
         "steps": "decode_steps",

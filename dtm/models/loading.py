@@ -103,7 +103,8 @@ def has_shifted_logits(config: Any) -> bool:
 
 
 def four_bit_config() -> Any:
-    """NF4 4-bit quantisation with double quantisation and bf16 compute (the paper's base model set-up)."""
+    """NF4 4-bit quantisation with double quantisation and bf16 compute (the DTM paper's base model set-up, arXiv
+    2604.18739)."""
     if importlib.util.find_spec("bitsandbytes") is None:
         raise ImportError("load_in_4bit needs bitsandbytes: pip install -r requirements-optional.txt (or bitsandbytes)")
     from transformers import BitsAndBytesConfig

@@ -10,9 +10,10 @@ Puzzles come from :func:`dtm.tasks.sudoku_grids.generate_puzzles`: a unique solu
 empty cells (default 6-10), deterministic in ``(split, seed)``, and train/test answer-disjoint (the 288 solution grids
 are partitioned by a hash; a test solution never appears in a training prompt or demonstration).
 
-Reward, in [0, 2] (the paper's Sudoku reward): ``2.0 * correct / empty``, the fraction of the puzzle's empty cells
-whose response token is the solution digit (given cells and padding are not scored; any token value, even outside the
-vocabulary, is simply wrong). ``is_correct``: all 16 cells equal the solution and the padding is ``EOS``.
+Reward, in [0, 2] (the DTM paper's Sudoku reward, arXiv 2604.18739): ``2.0 * correct / empty``, the fraction of the
+puzzle's empty cells whose response token is the solution digit (given cells and padding are not scored; any token
+value, even outside the vocabulary, is simply wrong). ``is_correct``: all 16 cells equal the solution and the padding is
+``EOS``.
 
 Demonstrations (pretraining data of the base model, decent but imperfect): given cells copied; each empty cell, with
 probability ``p_noise`` (default 0.3), replaced by a uniform digit 1-4 (right by chance with probability 1/4), else

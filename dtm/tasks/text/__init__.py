@@ -1,4 +1,5 @@
-"""Text tasks of the paper (Countdown, Sudoku, GSM8K, MATH500): data, chat prompts, answer extraction and rewards.
+"""Text tasks of the DTM paper (arXiv 2604.18739: Countdown, Sudoku, GSM8K, MATH500): data, chat prompts, answer
+extraction and rewards.
 
 ``get_text_task(name, **options)`` builds one by name; see :mod:`dtm.tasks.text.base` for the shared interface and
 each task's module for its data sources, prompt formats and reward formula (docs/tasks.md summarises them).

@@ -3,10 +3,11 @@
 A text task turns examples into chat messages (``[{"role": ..., "content": ...}]``, to be rendered later by the
 model's tokenizer chat template), extracts the final answer from a completion and scores it. Two prompt styles:
 
-* ``"reasoning"``: the d1/SPG format used by the paper. One user turn holding the task instructions, which ask for
-  ``<reasoning>...</reasoning>\\n<answer>...</answer>``, optional worked examples, then the question. d1/SPG start the
-  response with :data:`REASONING_PREFIX` after the chat template's generation prompt; a caller that wants this appends
-  it to the rendered prompt (the rewards only read the ``<answer>`` tag, so they work either way).
+* ``"reasoning"``: the d1/SPG format used by the DTM paper (arXiv 2604.18739). One user turn holding the task
+  instructions, which ask for ``<reasoning>...</reasoning>\\n<answer>...</answer>``, optional worked examples, then
+  the question. d1/SPG start the response with :data:`REASONING_PREFIX` after the chat template's generation prompt; a
+  caller that wants this appends it to the rendered prompt (the rewards only read the ``<answer>`` tag, so they work
+  either way).
 * ``"chat"``: a plain question with a one-line note on where to put the final answer (the tags for Countdown and Sudoku,
   whose rewards need them; ``\\boxed{}`` for GSM8K and MATH500), for the model's own chat template.
 

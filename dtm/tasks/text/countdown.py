@@ -1,6 +1,6 @@
 """Countdown with three numbers: combine the given numbers with + - * / to reach a target.
 
-Reward (the paper's), in {0, 0.1, 1}:
+Reward (the DTM paper's, arXiv 2604.18739), in {0, 0.1, 1}:
 
 * 1.0 if the first complete ``<answer>...</answer>`` holds an expression that uses each given number exactly once (as
   a multiset; no other numbers) and evaluates exactly to the target;

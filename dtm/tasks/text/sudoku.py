@@ -1,14 +1,14 @@
 """4x4 Sudoku as text: the puzzle is a 16-digit string (``0`` = empty), the answer the 16-digit solution.
 
-Reward (the paper.s), in [0, 2]: ``2.0 * correct / empty`` where ``empty`` is the number of empty cells of the
-puzzle and ``correct`` the number of them whose digit in the answer equals the solution's. The answer is read as the
-digits of the first complete ``<answer>...</answer>`` in order (other characters dropped, as d1/SPG do), where every
-character that reads as a digit counts as one (:func:`dtm.tasks.text.extract.grid_digits`: full-width, superscript,
-Arabic-Indic... digits are normalised, never dropped): its first 16 digits are the grid, and missing digits count as
-wrong; given cells are not scored, so an answer that alters a given keeps the reward of its empty cells. No answer
-tag: 0. ``score`` (the paper's cell-level accuracy) is ``correct / empty`` in [0, 1]. ``is_correct`` is what a person
-checks: the answer is a solution of the puzzle (16 digits, every given kept, every row, column and box holding 1-4
-once), so an altered given or a broken rule is never correct, whatever the reward.
+Reward (the DTM paper's, arXiv 2604.18739), in [0, 2]: ``2.0 * correct / empty`` where ``empty`` is the number of empty
+cells of the puzzle and ``correct`` the number of them whose digit in the answer equals the solution's. The answer is
+read as the digits of the first complete ``<answer>...</answer>`` in order (other characters dropped, as d1/SPG do),
+where every character that reads as a digit counts as one (:func:`dtm.tasks.text.extract.grid_digits`: full-width,
+superscript, Arabic-Indic... digits are normalised, never dropped): its first 16 digits are the grid, and missing digits
+count as wrong; given cells are not scored, so an answer that alters a given keeps the reward of its empty cells. No
+answer tag: 0. ``score`` (the paper's cell-level accuracy) is ``correct / empty`` in [0, 1]. ``is_correct`` is what a
+person checks: the answer is a solution of the puzzle (16 digits, every given kept, every row, column and box holding
+1-4 once), so an altered given or a broken rule is never correct, whatever the reward.
 
 Data. ``source="generate"`` (default): :func:`dtm.tasks.sudoku_grids.generate_puzzles`, puzzles with a unique solution
 made from the solution grids of their split only, which partitions the 288 grids by a hash, so train and test are
