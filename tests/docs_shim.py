@@ -29,7 +29,7 @@ DTM_RUN = [
     "eval_prompts=2",
 ]
 BASELINE_RUN = ["rollout_batches=2", "micro_batch=4", "grad_accum=1", "eval_prompts=2", "num_generations=2"]
-SFT = ["steps=1", "batch_size=2", "examples_per_task=4", "response_length=16"]
+SFT = ["steps=1", "batch_size=2", "examples_per_task=4"]
 EVAL = ["num_examples=2", "decode_batch=2"]
 # Text tasks decode short responses in few rounds (the real checkpoint is slow on CPU).
 TEXT_TASKS = ("countdown", "gsm8k", "math500", "sudoku")

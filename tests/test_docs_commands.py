@@ -126,7 +126,6 @@ def _as_run(command: str, tmp: Path) -> str:
     return command.replace("-m dtm.cli", "-m tests.docs_shim")
 
 
-@pytest.mark.slow
 @pytest.mark.skipif(not (ROOT / ".venv" / "bin" / "python").exists(), reason="needs the project's .venv")
 def test_every_documented_command_runs(tmp_path):
     env = _sandbox(tmp_path)

@@ -8,6 +8,7 @@ from pathlib import Path
 
 import pytest
 
+from dtm.errors import RunError
 from dtm.tasks import sudoku_grids as sg
 from dtm.tasks.text import REASONING_PREFIX, STYLES, TEXT_TASKS, TextExample, files, get_text_task
 from dtm.tasks.text.arithmetic import evaluate
@@ -297,6 +298,15 @@ def test_hub_loaders_with_a_fake_load_dataset(monkeypatch):
     monkeypatch.setattr(files, "_load_dataset", lambda path, name, split: [])
     with pytest.raises(ValueError, match=r"openai/gsm8k\[train\]: the dataset is empty"):
         get_text_task("gsm8k").examples("train")
+
+
+def test_an_unreachable_hub_is_a_clear_error_naming_the_offline_sources(monkeypatch):
+    def offline(path, name, split):
+        raise ConnectionError(f"Couldn't reach '{path}' on the Hub (OfflineModeIsEnabled)")
+
+    monkeypatch.setattr(files, "_load_dataset", offline)
+    with pytest.raises(RunError, match=r"Jiayi-Pan/Countdown-Tasks-3to4 \[\w+\].*task_options.source=generate"):
+        get_text_task("countdown").examples("test")
 
 
 # ------------------------------------------------------------------------------------------------------ prompts

@@ -22,6 +22,8 @@ import json
 from pathlib import Path
 from typing import Any
 
+from dtm.errors import RunError
+
 JSONL_SUFFIXES = (".jsonl", ".ndjson")
 CSV_SUFFIXES = (".csv",)
 
@@ -97,7 +99,14 @@ def _load_dataset(path: str, name: str | None, split: str) -> Any:
 
 def hub_records(path: str, split: str, name: str | None = None) -> list[Record]:
     """``(where, record)`` pairs of one split of a Hugging Face dataset."""
-    rows = _load_dataset(path, name, split)
+    try:
+        rows = _load_dataset(path, name, split)
+    except ConnectionError as e:
+        raise RunError(
+            f"cannot load {path} [{split}] from the Hugging Face hub ({e}); offline or without network, give the task "
+            "local data: a file (task_options.source=PATH) or, where the task has one, its offline generator "
+            "(task_options.source=generate)"
+        ) from None
     records = [(f"{path}[{split}]#{i}", dict(row)) for i, row in enumerate(rows)]
     if not records:
         raise ValueError(f"{path}[{split}]: the dataset is empty (no records)")
