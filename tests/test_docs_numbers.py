@@ -180,6 +180,9 @@ def test_maze_study_rerun_lands_where_the_readme_says():
     text = " ".join((ROOT / "README.md").read_text().split())
     assert f"{total - len(outside)} of the {total} means of its record" in text
     assert sorted(outside) == [("one-phase c=adaptive", "distinct")]
+    old, new = record["one-phase c=adaptive"]["distinct"], rerun["one-phase c=adaptive"]["distinct"]
+    assert f"({new['mean']:.3f} against {old['mean']:.3f}, both with a spread below 0.02)" in text
+    assert max(old["std"], new["std"]) < 0.02
 
 
 def test_real_model_numbers_come_from_the_committed_run():
@@ -246,4 +249,6 @@ def test_main_job_gain_in_pooled_standard_deviations():
     for record in (DOCS / "maze-study" / "results.json", DOCS / "maze-study" / "rerun" / "results.json"):
         summary = _summary(record, maze.summarize)
         assert min(_gains(record)) > 3
+        runs = json.loads(record.read_text())["runs"]
+        assert min(run["results"]["base"]["success"] for run in runs) > 0.5  # "every base ... more than half"
         assert max(summary[arm]["tv_to_target"]["mean"] for arm in ("small-h c=1", "small-h c=adaptive")) <= 0.5
