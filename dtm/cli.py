@@ -93,7 +93,7 @@ def _check_task(cfg: Any, model: str | None = None) -> None:
 
 def cmd_pretrain(args: argparse.Namespace) -> None:
     from dtm.config.pretrain import PretrainConfig
-    from dtm.training.logging import check_run_dir
+    from dtm.training.run_dir import check_run_dir
 
     cfg = load_config(PretrainConfig, args.config, args.overrides)
     if cfg.data_file and not Path(cfg.data_file).is_file():
@@ -107,7 +107,7 @@ def cmd_pretrain(args: argparse.Namespace) -> None:
 
 
 def cmd_convert(args: argparse.Namespace) -> None:
-    from dtm.training.logging import check_run_dir, prepare_run_dir
+    from dtm.training.run_dir import check_run_dir, prepare_run_dir
 
     check_run_dir(args.output_dir, overwrite=args.overwrite, resumable=False)
     from dtm.models.convert import load_causal_lm, packaged_gguf, save_with_tokenizer, to_masked_diffusion
@@ -121,7 +121,7 @@ def cmd_convert(args: argparse.Namespace) -> None:
 
 def cmd_sft(args: argparse.Namespace) -> None:
     from dtm.config.sft import SFTConfig
-    from dtm.training.logging import check_run_dir
+    from dtm.training.run_dir import check_run_dir
 
     cfg = load_config(SFTConfig, args.config, args.overrides)
     if not Path(cfg.base_model, "config.json").is_file():
@@ -135,7 +135,7 @@ def cmd_sft(args: argparse.Namespace) -> None:
 
 def cmd_train(args: argparse.Namespace) -> None:
     from dtm.training import load_train_config, make_trainer
-    from dtm.training.logging import check_resume_settings, check_run_dir
+    from dtm.training.run_dir import check_resume_settings, check_run_dir
 
     cfg = load_train_config(args.config, args.overrides)  # `method: dtm | diffu_grpo | wd1 | spg | dmpo | gdsd`
     if not Path(cfg.base_model).joinpath("config.json").is_file():

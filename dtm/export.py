@@ -25,7 +25,8 @@ from dtm.evaluation import resolve_adapter
 from dtm.models.loading import has_tokenizer, load_tokenizer
 from dtm.training import checkpoint as ckpt
 from dtm.training import load_train_config
-from dtm.training.logging import check_run_dir, prepare_run_dir, read_metrics
+from dtm.training.logging import read_metrics
+from dtm.training.run_dir import check_run_dir, prepare_run_dir
 
 METHOD_TITLES = {
     "dtm": "Discrete Tilt Matching (DTM)",

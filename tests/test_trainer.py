@@ -300,10 +300,10 @@ def test_output_folder_that_cannot_be_created_is_reported_before_training(tmp_pa
 def test_full_disk_is_reported_before_training(tmp_path, monkeypatch):
     from collections import namedtuple
 
-    import dtm.training.logging as logging_module
+    import dtm.training.run_dir as run_dir_module
 
     usage = namedtuple("usage", "total used free")
-    monkeypatch.setattr(logging_module.shutil, "disk_usage", lambda path: usage(10**9, 10**9 - 1000, 1000))
+    monkeypatch.setattr(run_dir_module.shutil, "disk_usage", lambda path: usage(10**9, 10**9 - 1000, 1000))
     with pytest.raises(OSError, match=r"has 0 MB free but this run's checkpoints need about"):
         DTMTrainer(small_config(tmp_path), model=tiny_model(), progress=False)
     assert not list((tmp_path / "run").glob("step-*"))

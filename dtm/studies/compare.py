@@ -35,8 +35,9 @@ from dtm.studies.figures import new_axes, save_figure
 from dtm.studies.parallel import map_seeds
 from dtm.tasks.base import PromptBatch, TokenTask
 from dtm.training import load_train_config, make_trainer
-from dtm.training.logging import prepare_run_dir, read_metrics
+from dtm.training.logging import read_metrics
 from dtm.training.pretrain import PretrainConfig, pretrain
+from dtm.training.run_dir import prepare_run_dir
 from dtm.training.trainer import RunConfig, load_model_and_task
 
 

@@ -36,7 +36,7 @@ from dtm.studies.parallel import map_seeds
 from dtm.tasks import get_task
 from dtm.tasks.base import PromptBatch, TokenTask
 from dtm.tasks.maze import MazeTask
-from dtm.training.logging import prepare_run_dir
+from dtm.training.run_dir import prepare_run_dir
 
 
 def measure(

@@ -58,8 +58,8 @@ from dtm.studies.metrics import mean_std
 from dtm.studies.parallel import map_seeds
 from dtm.tasks.maze import MazeTask
 from dtm.training.dtm import DTMConfig, DTMTrainer
-from dtm.training.logging import prepare_run_dir
 from dtm.training.pretrain import pretrain
+from dtm.training.run_dir import prepare_run_dir
 
 SPLITS = ("train", "heldout")
 

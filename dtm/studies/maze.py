@@ -42,8 +42,9 @@ from dtm.studies.parallel import map_seeds
 from dtm.tasks.base import PromptBatch
 from dtm.tasks.maze import MazeTask, count_shortest_paths, path_key
 from dtm.training.dtm import DTMConfig, DTMTrainer
-from dtm.training.logging import prepare_run_dir, read_metrics
+from dtm.training.logging import read_metrics
 from dtm.training.pretrain import PretrainConfig, pretrain
+from dtm.training.run_dir import prepare_run_dir
 
 INVALID = "<invalid>"
 

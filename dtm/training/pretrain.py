@@ -21,7 +21,8 @@ from dtm.models.tiny import build_tiny_model, save_model
 from dtm.tasks import get_task
 from dtm.training.accel import make_accelerator
 from dtm.training.data import TokenDataset, from_task, load_jsonl
-from dtm.training.logging import MetricsLog, prepare_run_dir
+from dtm.training.logging import MetricsLog
+from dtm.training.run_dir import prepare_run_dir
 from dtm.training.schedule import lr_at, set_lr
 
 

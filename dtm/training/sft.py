@@ -25,8 +25,8 @@ from dtm.models.loading import load_tokenizer, model_mask_token_id
 from dtm.tasks import build_task
 from dtm.tasks.tokenized import TokenizedTextTask
 from dtm.training.data import TokenDataset, left_pad
-from dtm.training.logging import prepare_run_dir
 from dtm.training.pretrain import fit_masked_diffusion
+from dtm.training.run_dir import prepare_run_dir
 
 DATA_FILE = "data.json"
 

@@ -43,8 +43,9 @@ from dtm.tasks.base import PromptBatch, TokenTask
 from dtm.training import checkpoint as ckpt
 from dtm.training.accel import make_accelerator
 from dtm.training.buffer import ReplayBuffer
-from dtm.training.logging import MetricsLog, check_resume_settings, prepare_run_dir
+from dtm.training.logging import MetricsLog
 from dtm.training.rewards import RewardFn, RewardScorer
+from dtm.training.run_dir import check_resume_settings, prepare_run_dir
 from dtm.training.teacher import add_lora_adapters, load_trainable_state, trainable_state
 
 logger = logging.getLogger(__name__)
