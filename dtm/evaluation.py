@@ -30,7 +30,7 @@ from dtm.config.loader import config_differences
 from dtm.diffusion.sampler import DecodeStats
 from dtm.memory_plan import ModelShape
 from dtm.models.base import DiffusionLM
-from dtm.models.loading import load_tokenizer, model_mask_token_id
+from dtm.models.loading import load_tokenizer, load_with_options, model_mask_token_id
 from dtm.rollouts import rollout
 from dtm.tasks import TokenTask, build_task
 from dtm.tasks.base import PromptBatch
@@ -55,7 +55,7 @@ def resolve_adapter(path: str | Path) -> Path:
 
 def load_for_eval(cfg: EvalConfig, tokenizer: Any) -> DiffusionLM:
     """The model (with its LoRA adapter, if any), on the GPU when there is one."""
-    model = cfg.load.load(cfg.model, tokenizer)
+    model = load_with_options(cfg.model, cfg.load, tokenizer)
     if cfg.adapter:
         from peft import PeftModel
 

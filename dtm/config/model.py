@@ -6,14 +6,11 @@ from __future__ import annotations
 import json
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from dtm.config.choices import Dtype
 from dtm.config.fields import setting
 from dtm.config.loader import ConfigError
-
-if TYPE_CHECKING:
-    from dtm.models.base import DiffusionLM
 
 
 @dataclass
@@ -31,20 +28,6 @@ class LoadOptions:
     shift_logits: bool | None = setting(
         None, "whether position i's logits come out at i - 1 (null: detect from the model type; Dream shifts)"
     )
-
-    def load(self, path: str | Path, tokenizer: Any = None) -> DiffusionLM:
-        """The model folder at ``path`` as a :class:`dtm.models.base.DiffusionLM`, loaded with these options."""
-        from dtm.models.loading import load_model
-
-        return load_model(
-            path,
-            self.mask_token_id,
-            trust_remote_code=self.trust_remote_code,
-            dtype=self.dtype,
-            load_in_4bit=self.load_in_4bit,
-            shift_logits=self.shift_logits,
-            tokenizer=tokenizer,
-        )
 
 
 @dataclass

@@ -65,6 +65,19 @@ def _model_class(config: Any) -> type:
     return AutoModelForCausalLM
 
 
+def load_with_options(path: str | Path, options: LoadOptions, tokenizer: Any = None) -> DiffusionLM:
+    """The model folder at ``path`` loaded with a config's ``load`` section (:class:`LoadOptions`)."""
+    return load_model(
+        path,
+        options.mask_token_id,
+        trust_remote_code=options.trust_remote_code,
+        dtype=options.dtype,
+        load_in_4bit=options.load_in_4bit,
+        shift_logits=options.shift_logits,
+        tokenizer=tokenizer,
+    )
+
+
 def load_model(
     path: str | Path,
     mask_token_id: int | None = None,

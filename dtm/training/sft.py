@@ -21,7 +21,7 @@ from dtm.config import save_config
 from dtm.config.sft import SFTConfig
 from dtm.models.base import DiffusionLM
 from dtm.models.convert import save_with_tokenizer
-from dtm.models.loading import load_tokenizer, model_mask_token_id
+from dtm.models.loading import load_tokenizer, load_with_options, model_mask_token_id
 from dtm.tasks import build_task
 from dtm.tasks.tokenized import TokenizedTextTask
 from dtm.training.data import TokenDataset, left_pad
@@ -83,7 +83,7 @@ def sft(cfg: SFTConfig, *, overwrite: bool = False, progress: bool = True) -> Di
     save_config(cfg, out / "config.yaml")
     (out / DATA_FILE).write_text(json.dumps(summary, indent=2) + "\n")
     set_seed(cfg.seed)
-    model = cfg.load.load(cfg.base_model, tokenizer)
+    model = load_with_options(cfg.base_model, cfg.load, tokenizer)
     model, is_main = fit_masked_diffusion(model, dataset, cfg, out, progress, "sft")
     if is_main:
         save_with_tokenizer(model, tokenizer, Path(out) / "model")

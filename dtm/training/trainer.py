@@ -36,7 +36,7 @@ from dtm.errors import RunError
 from dtm.heldout import heldout_metrics
 from dtm.models import save_model
 from dtm.models.base import DiffusionLM, input_tokens
-from dtm.models.loading import load_tokenizer, model_mask_token_id
+from dtm.models.loading import load_tokenizer, load_with_options, model_mask_token_id
 from dtm.rollouts import rollout
 from dtm.tasks import build_task
 from dtm.tasks.base import PromptBatch, TokenTask
@@ -142,7 +142,7 @@ def load_model_and_task(
         task.prompts(1, split="train", seed=cfg.seed)  # reads the task's data now
     else:
         tokenizer = None
-    model = model if model is not None else cfg.load.load(cfg.base_model, tokenizer)
+    model = model if model is not None else load_with_options(cfg.base_model, cfg.load, tokenizer)
     return model, task
 
 
