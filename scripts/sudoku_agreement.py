@@ -28,27 +28,16 @@ from __future__ import annotations
 import argparse
 import json
 import random
-from itertools import permutations
 from pathlib import Path
 from typing import Any
 
-from dtm.tasks.sudoku_grids import is_solution_grid
+from dtm.tasks.sudoku_grids import all_grids, to_string
 from dtm.tasks.text import get_text_task
 
 KINDS = ("correct", "empty_cell_changed", "given_changed", "row_swap", "other_grid", "truncated")
 
 
-def all_grids() -> list[list[int]]:
-    """Every valid 4x4 Sudoku grid (288), row by row."""
-    rows = list(permutations(range(1, 5)))
-    return [
-        [d for row in rows_ for d in row]
-        for rows_ in ((a, b, c, d) for a in rows for b in rows for c in rows for d in rows)
-        if is_solution_grid([d for row in rows_ for d in row])
-    ]
-
-
-def answers(puzzle: list[int], solution: list[int], rng: random.Random, grids: list[list[int]]) -> dict[str, str]:
+def answers(puzzle: list[int], solution: list[int], rng: random.Random) -> dict[str, str]:
     """One answer grid per kind (module docstring), as a digit string ("" cells are missing)."""
     empty = [i for i, v in enumerate(puzzle) if v == 0]
     given = [i for i, v in enumerate(puzzle) if v != 0]
@@ -67,9 +56,9 @@ def answers(puzzle: list[int], solution: list[int], rng: random.Random, grids: l
         "empty_cell_changed": changed(empty),
         "given_changed": changed(given),
         "row_swap": swapped,
-        "other_grid": rng.choice([g for g in grids if g != solution]),
+        "other_grid": rng.choice([g for g in all_grids() if g != tuple(solution)]),
     }
-    out = {kind: "".join(map(str, grid)) for kind, grid in grids_out.items()}
+    out = {kind: to_string(grid) for kind, grid in grids_out.items()}
     out["truncated"] = out["correct"][:-1]
     return out
 
@@ -85,7 +74,7 @@ def agreement(puzzles: int, seed: int) -> dict[str, Any]:
 
     dataset = MiniSudokuDataset(MiniSudokuConfig(seed=seed, size=puzzles))
     task = get_text_task("sudoku")
-    rng, grids = random.Random(seed), all_grids()
+    rng = random.Random(seed)
     kinds = {
         kind: {
             "answers": 0,
@@ -101,18 +90,19 @@ def agreement(puzzles: int, seed: int) -> dict[str, Any]:
     for entry in dataset:
         puzzle = [v for row in entry["metadata"]["puzzle"] for v in row]
         solution = [v for row in entry["metadata"]["solution"] for v in row]
-        example = task.make_example("".join(map(str, puzzle)), "".join(map(str, solution)), str(entry["metadata"]))
-        for kind, digits in answers(puzzle, solution, rng, grids).items():
-            ours = task.is_correct(f"<answer>\n{digits}\n</answer>", example)
-            ours_spaced = task.is_correct(f"<answer>\n{rg_format(digits)}\n</answer>", example)
-            rg_score = dataset.score_answer(rg_format(digits), entry)
+        example = task.make_example(to_string(puzzle), to_string(solution), f"rg-{entry['metadata']['source_index']}")
+        for kind, digits in answers(puzzle, solution, rng).items():
+            completion, rg_answer = f"<answer>\n{digits}\n</answer>", rg_format(digits)
+            ours = task.is_correct(completion, example)
+            ours_spaced = task.is_correct(f"<answer>\n{rg_answer}\n</answer>", example)
+            rg_score = dataset.score_answer(rg_answer, entry)
             row = kinds[kind]
             row["answers"] += 1
             row["ours_correct"] += ours
             row["rg_correct"] += rg_score == 1.0
             row["agree"] += ours == (rg_score == 1.0)
             row["formats_agree"] += ours == ours_spaced
-            row["ours_score"] += task.score(f"<answer>\n{digits}\n</answer>", example)
+            row["ours_score"] += task.score(completion, example)
             row["rg_score"] += rg_score
     for row in kinds.values():
         row["ours_score"] = round(row["ours_score"] / row["answers"], 4)

@@ -18,16 +18,17 @@ import yaml
 from dtm.cli import main as dtm_main
 
 PRETRAIN = ["steps=2", "batch_size=4", "num_examples=32", "log_every=1"]
-DTM_RUN = [
-    "steps_per_h=2",
-    "buffer_prompts=2",
-    "buffer_completions=2",
-    "refresh_every=1",
-    "refresh_prompts=1",
-    "micro_batch=4",
-    "grad_accum=1",
-    "eval_prompts=2",
-]
+# A DTM run's size: every command that trains DTM (train, and the studies' DTM sections) gets these keys.
+DTM_SIZE = {
+    "steps_per_h": 2,
+    "buffer_prompts": 2,
+    "buffer_completions": 2,
+    "refresh_every": 1,
+    "refresh_prompts": 1,
+    "micro_batch": 4,
+    "grad_accum": 1,
+}
+DTM_RUN = [*(f"{k}={v}" for k, v in DTM_SIZE.items()), "eval_prompts=2"]
 BASELINE_RUN = ["rollout_batches=2", "micro_batch=4", "grad_accum=1", "eval_prompts=2", "num_generations=2"]
 SFT = ["steps=1", "batch_size=2", "examples_per_task=4"]
 EVAL = ["num_examples=2", "decode_batch=2"]
@@ -48,10 +49,7 @@ MAZE_STUDY = [
     "samples_per_maze=2",
     "tv_mazes=1",
 ]
-FIT_DTM = {"steps_per_h": 2, "buffer_prompts": 2, "buffer_completions": 2, "refresh_every": 1, "refresh_prompts": 1}
-FIT_DTM |= {"micro_batch": 4, "grad_accum": 1}
 FIT_STUDY = ["seeds=[0]", "workers=1", "train_mazes=1", "heldout_mazes=1", "invalid_samples=1", "pretrain.steps=2"]
-COMPARE_DTM = FIT_DTM
 COMPARE_STUDY = [
     "seeds=[0]",
     "workers=1",
@@ -61,10 +59,10 @@ COMPARE_STUDY = [
     "eval_prompts=2",
     "eval_samples=2",
 ]
+DECODING_STUDY = ["seeds=[0]", "workers=1", "eval_prompts=2", "tv_mazes=1"]
 # Commands whose output folder a later documented command may write again (as a reader who reruns would, with
 # --overwrite); --resume runs keep theirs.
 OVERWRITE = ("pretrain", "convert", "sft", "train", "eval", "study", "export")
-DECODING_STUDY = ["seeds=[0]", "workers=1", "eval_prompts=2", "tv_mazes=1"]
 
 
 def _config(argv: list[str]) -> dict[str, Any]:
@@ -88,7 +86,7 @@ def _shrunk_variants(argv: list[str]) -> list[str]:
     i = argv.index("--config")
     values = yaml.safe_load(Path(argv[i + 1]).read_text()) or {}
     for variant in (values.get("variants") or {}).values():
-        variant.update({k: v for k, v in FIT_DTM.items() if k in variant})
+        variant.update({k: v for k, v in DTM_SIZE.items() if k in variant})
     shrunk = Path(".docs-shim") / Path(argv[i + 1]).name
     shrunk.parent.mkdir(exist_ok=True)
     shrunk.write_text(yaml.safe_dump(values))
@@ -114,16 +112,17 @@ def shrink(argv: list[str]) -> list[str]:
         text = TEXT_RUN if cfg.get("task") in TEXT_TASKS else []
         return [*(DTM_RUN if cfg.get("method", "dtm") == "dtm" else BASELINE_RUN), *text]
     if command == "study" and len(argv) > 1:
-        cfg = _config(argv)
         if argv[1] == "maze":
             return MAZE_STUDY
         if argv[1] == "fit":
-            return [*FIT_STUDY, *(f"dtm.{k}={v}" for k, v in FIT_DTM.items())]
+            return [*FIT_STUDY, *(f"dtm.{k}={v}" for k, v in DTM_SIZE.items())]
         if argv[1] == "compare":
-            methods = cfg.get("methods") or []
-            dtm = [f"method_options.dtm.{k}={v}" for k, v in COMPARE_DTM.items()] if "dtm" in methods else []
+            cfg = _config(argv)
+            trains_dtm = "dtm" in (cfg.get("methods") or [])
+            dtm = [f"method_options.dtm.{k}={v}" for k, v in DTM_SIZE.items()] if trains_dtm else []
             rollouts = ["rollouts=8"] if cfg.get("rollouts") else []
-            return [*COMPARE_STUDY, *dtm, *rollouts, "pretrain.steps=2" if cfg.get("pretrain") else "seeds=[0]"]
+            pretrain = ["pretrain.steps=2"] if cfg.get("pretrain") else []
+            return [*COMPARE_STUDY, *dtm, *rollouts, *pretrain]
         if argv[1] == "decoding":
             return DECODING_STUDY
     return []

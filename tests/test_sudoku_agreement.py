@@ -43,18 +43,19 @@ def test_an_altered_given_is_a_wrong_answer_to_reasoning_gym_too():
     pytest.importorskip("reasoning_gym")
     from reasoning_gym.games.mini_sudoku import MiniSudokuConfig, MiniSudokuDataset
 
+    from dtm.tasks.sudoku_grids import to_string
     from dtm.tasks.text import get_text_task
 
-    entry = MiniSudokuDataset(MiniSudokuConfig(seed=1, size=1))[0]
+    dataset = MiniSudokuDataset(MiniSudokuConfig(seed=1, size=1))
+    entry = dataset[0]
     puzzle = [v for row in entry["metadata"]["puzzle"] for v in row]
     solution = [v for row in entry["metadata"]["solution"] for v in row]
     given = next(i for i, v in enumerate(puzzle) if v)
     altered = solution[:]
     altered[given] = altered[given] % 4 + 1
     script, task = _script(), get_text_task("sudoku")
-    example = task.make_example("".join(map(str, puzzle)), "".join(map(str, solution)), "rg-1")
-    digits = "".join(map(str, altered))
-    dataset = MiniSudokuDataset(MiniSudokuConfig(seed=1, size=1))
+    example = task.make_example(to_string(puzzle), to_string(solution), "rg-1")
+    digits = to_string(altered)
     assert dataset.score_answer(script.rg_format(digits), entry) < 1.0
     assert not task.is_correct(f"<answer>{digits}</answer>", example)
-    assert task.is_correct(f"<answer>{''.join(map(str, solution))}</answer>", example)
+    assert task.is_correct(f"<answer>{to_string(solution)}</answer>", example)

@@ -9,6 +9,7 @@ from typing import Any
 from dtm.config.choices import METHODS
 from dtm.config.fields import setting
 from dtm.config.loader import check
+from dtm.config.studies import check_seeds
 
 # Keys the comparison sets itself in every run's training config.
 MANAGED_KEYS = ("method", "task", "task_options", "base_model", "seed", "output_dir", "eval_prompts", "eval_every")
@@ -58,8 +59,7 @@ class CompareConfig:
         for method in self.methods:
             check(method in METHODS, "methods", f"unknown method {method!r}; available: {', '.join(METHODS)}")
         check(len(set(self.methods)) == len(self.methods), "methods", f"has duplicates: {self.methods}")
-        check(bool(self.seeds), "seeds", "must list at least one seed")
-        check(len(set(self.seeds)) == len(self.seeds), "seeds", f"has duplicates: {self.seeds}")
+        check_seeds(self.seeds, self.workers)
         for method in self.method_options:
             check(method in METHODS, "method_options", f"unknown method {method!r}; available: {', '.join(METHODS)}")
         for key in MANAGED_KEYS:
@@ -91,7 +91,6 @@ class CompareConfig:
             "budgets",
             "compute is DTM's compute; it needs dtm among the methods",
         )
-        check(self.workers >= 1, "workers", f"must be >= 1, got {self.workers}")
         check(self.curve_points > 0, "curve_points", f"must be positive, got {self.curve_points}")
         check(self.curve_prompts > 0, "curve_prompts", f"must be positive, got {self.curve_prompts}")
         check(self.eval_prompts > 0, "eval_prompts", f"must be positive, got {self.eval_prompts}")

@@ -11,6 +11,7 @@ from dtm.config.fields import setting
 from dtm.config.loader import ConfigError, check, load_config
 from dtm.config.pretrain import PretrainConfig
 from dtm.config.sampling import MAX_EXACT_BLOCK, check_exact_sampler
+from dtm.config.studies import check_seeds
 
 # Keys the study sets itself in every run's DTM config.
 MANAGED_KEYS = ("method", "base_model", "seed", "output_dir", "eval_prompts", "eval_every")
@@ -55,8 +56,7 @@ class FitStudyConfig:
     workers: int = setting(1, "seeds run side by side in this many processes (one torch thread each; same numbers)")
 
     def __post_init__(self) -> None:
-        check(bool(self.seeds), "seeds", "must list at least one seed")
-        check(len(set(self.seeds)) == len(self.seeds), "seeds", f"has duplicates: {self.seeds}")
+        check_seeds(self.seeds, self.workers)
         for key in MANAGED_KEYS:
             check(key not in self.dtm, f"dtm.{key}", "is set by the study; remove it")
             for name, variant in self.variants.items():
@@ -67,7 +67,6 @@ class FitStudyConfig:
         check(self.heldout_mazes > 0, "heldout_mazes", f"must be positive, got {self.heldout_mazes}")
         check(self.measure_every >= 0, "measure_every", f"must be >= 0 (0 = phase ends only), got {self.measure_every}")
         check(self.invalid_samples > 0, "invalid_samples", f"must be positive, got {self.invalid_samples}")
-        check(self.workers >= 1, "workers", f"must be >= 1, got {self.workers}")
 
     def base_path(self, seed: int) -> Path | None:
         """The given base model of a seed (None: pretrained by the study)."""

@@ -11,6 +11,7 @@ from dtm.config.fields import setting
 from dtm.config.loader import check
 from dtm.config.model import TinyModelConfig
 from dtm.config.sampling import SamplingConfig
+from dtm.config.studies import check_seeds
 
 # Keys every arm sets itself.
 ARM_KEYS = ("h", "a_end", "steps_per_h", "control_variate", "adaptive_c", "output_dir", "seed", "base_model")
@@ -65,9 +66,7 @@ class MazeStudyConfig:
     tv_mazes: int = setting(16, "distinct held-out mazes whose exact path laws give the total variation to the target")
 
     def __post_init__(self) -> None:
-        check(bool(self.seeds), "seeds", "must list at least one seed")
-        check(len(set(self.seeds)) == len(self.seeds), "seeds", f"has duplicates: {self.seeds}")
-        check(self.workers >= 1, "workers", f"must be >= 1, got {self.workers}")
+        check_seeds(self.seeds, self.workers)
         check(self.a_end >= self.small_h > 0, "small_h", f"must be in (0, a_end={self.a_end}], got {self.small_h}")
         phases = math.ceil(self.a_end / self.small_h - 1e-9)
         check(
