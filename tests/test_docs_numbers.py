@@ -252,3 +252,13 @@ def test_main_job_gain_in_pooled_standard_deviations():
         assert min(run["results"]["base"]["success"] for run in results["runs"]) > 0.5  # "every base ... half"
         tv = max(results["summary"][arm]["tv_to_target"]["mean"] for arm in ("small-h c=1", "small-h c=adaptive"))
         assert tv <= 0.5
+
+
+def test_small_h_success_range_of_the_hidden_128_and_96_runs():
+    """docs/fit.md gives the range of held-out success that the small-h arms of the 1000-step-base runs reach."""
+    means = []
+    for trial in ("a24-h12-s64-lr6e-4-b128", "a24-h12-w96-t280", "fixed-bases-lr1e-3", "fixed-bases-b256"):
+        summary = _summary(DOCS / "maze-study" / "trials" / trial / "results.json", maze.summarize)
+        means += [row["success"]["mean"] for arm, row in summary.items() if arm.startswith("small-h")]
+    text = " ".join((ROOT / "docs" / "fit.md").read_text().split())
+    assert f"stop at a success of {min(means):.2f}-{max(means):.2f}" in text
