@@ -35,20 +35,8 @@ _API = {
     "TinyModelConfig": "dtm.config.model",
     "LoraSection": "dtm.config.run",
     "RunConfig": "dtm.config.run",
-    "DTMConfig": "dtm.config.dtm",
-    "DiffuGRPOConfig": "dtm.config.baselines",
-    "WD1Config": "dtm.config.baselines",
-    "SPGConfig": "dtm.config.baselines",
-    "DMPOConfig": "dtm.config.baselines",
-    "GDSDConfig": "dtm.config.baselines",
     "PretrainConfig": "dtm.config.pretrain",
     "EvalConfig": "dtm.config.evaluation",
-    "DTMTrainer": "dtm.training.dtm",
-    "DiffuGRPOTrainer": "dtm.training.baselines",
-    "WD1Trainer": "dtm.training.baselines",
-    "SPGTrainer": "dtm.training.baselines",
-    "DMPOTrainer": "dtm.training.baselines",
-    "GDSDTrainer": "dtm.training.baselines",
     "load_train_config": "dtm.training",
     "make_trainer": "dtm.training",
     "train_from_config": "dtm.training",
@@ -64,16 +52,26 @@ _API = {
     "build_task": "dtm.tasks",
 }
 
-__all__ = sorted(_API)
+
+def _api() -> dict[str, str]:
+    """Every public name -> its module: the fixed names above and each registered method's config and trainer."""
+    from dtm.methods import METHODS
+
+    methods = {path.split(":")[1]: path.split(":")[0] for m in METHODS.values() for path in (m.config, m.trainer)}
+    return _API | methods
+
+
+__all__ = sorted(_api())
 
 
 def __getattr__(name: str) -> Any:
-    if name not in _API:
+    api = _api()
+    if name not in api:
         raise AttributeError(f"module 'dtm' has no attribute {name!r}")
-    value = getattr(importlib.import_module(_API[name]), name)
+    value = getattr(importlib.import_module(api[name]), name)
     globals()[name] = value
     return value
 
 
 def __dir__() -> list[str]:
-    return sorted(list(globals()) + __all__)
+    return sorted(set(globals()) | set(_api()))

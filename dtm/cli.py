@@ -12,6 +12,7 @@ from typing import Any
 from dtm.config import ConfigError, load_config
 from dtm.config.model import check_model_task
 from dtm.errors import RunError
+from dtm.methods import METHODS
 
 
 def _add_config_args(parser: argparse.ArgumentParser, kind: str, example: str, overwrite: bool = True) -> None:
@@ -137,7 +138,7 @@ def cmd_train(args: argparse.Namespace) -> None:
     from dtm.training import load_train_config, make_trainer
     from dtm.training.run_dir import check_resume_settings, check_run_dir
 
-    cfg = load_train_config(args.config, args.overrides)  # `method: dtm | diffu_grpo | wd1 | spg | dmpo | gdsd`
+    cfg = load_train_config(args.config, args.overrides)  # the method its `method` key names
     if not Path(cfg.base_model).joinpath("config.json").is_file():
         raise ConfigError(f"base_model: no model checkpoint at {cfg.base_model} (run `dtm pretrain` first?)")
     check_model_task(cfg.base_model, cfg.task, "base_model")
@@ -316,7 +317,9 @@ def build_parser() -> argparse.ArgumentParser:
     _add_config_args(p, "sft", "steps=50")
     p.set_defaults(func=cmd_sft)
 
-    p = sub.add_parser("train", help="fine-tune a model with DTM (or method=diffu_grpo|wd1|spg|dmpo|gdsd)")
+    p = sub.add_parser(
+        "train", help="fine-tune a model with DTM (or method=" + "|".join(m for m in METHODS if m != "dtm") + ")"
+    )
     _add_config_args(p, "dtm", "h=0.5")
     p.add_argument("--resume", action="store_true", help="continue from the latest checkpoint in output_dir")
     p.set_defaults(func=cmd_train)
@@ -334,7 +337,7 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser(
         "study",
         help="run a study end to end (maze: h and c vs reward, stability, mode collapse; "
-        "compare: DTM vs diffu-GRPO, wd1, SPG, DMPO and GDSD at equal rollouts and compute; "
+        "compare: the methods (" + ", ".join(METHODS) + ") side by side at equal rollouts and compute; "
         "fit: exact per-phase fit of DTM on mazes; decoding: accuracy and exact-law cost of fast decoders)",
     )
     p.add_argument("name", choices=["maze", "compare", "fit", "decoding"])
@@ -364,7 +367,7 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("config", help="list the config kinds, or every key of one (type, default, help)")
     config_sub = p.add_subparsers(dest="action", required=True)
     show = config_sub.add_parser("show", help="print every key of a config kind (no kind: list the kinds)")
-    show.add_argument("kind", nargs="?", help="pretrain, dtm, diffu_grpo, wd1, spg, dmpo, gdsd, eval, sample, ...")
+    show.add_argument("kind", nargs="?", help="pretrain, sft, " + ", ".join(METHODS) + ", eval, sample, ...")
     show.set_defaults(func=cmd_config)
 
     p = sub.add_parser("demo", help="pretrain a base model, run DTM, and compare with the exact tilted target")

@@ -22,20 +22,13 @@ from dtm.config.evaluation import EvalConfig
 from dtm.config.run import RunConfig
 from dtm.evaluation import CONFIG_FILE as EVAL_CONFIG_FILE
 from dtm.evaluation import resolve_adapter
+from dtm.methods import METHODS
 from dtm.models.loading import has_tokenizer, load_tokenizer
 from dtm.training import checkpoint as ckpt
 from dtm.training import load_train_config
 from dtm.training.logging import read_metrics
 from dtm.training.run_dir import check_run_dir, prepare_run_dir
 
-METHOD_TITLES = {
-    "dtm": "Discrete Tilt Matching (DTM)",
-    "diffu_grpo": "diffu-GRPO",
-    "wd1": "wd1",
-    "spg": "SPG (sandwiched policy gradient)",
-    "dmpo": "DMPO (distribution matching policy optimization)",
-    "gdsd": "GDSD (guided denoiser self-distillation)",
-}
 EVAL_COLUMNS = (
     ("eval_reward_greedy", "greedy reward"),
     ("eval_accuracy_greedy", "greedy accuracy"),
@@ -92,7 +85,7 @@ def export_run(
 
 def model_card(cfg: RunConfig, run_dir: Path, out_dir: Path, adapter: bool, evals: Sequence[Path]) -> ModelCard:
     """The card of an exported run."""
-    title = METHOD_TITLES[cfg.method]
+    title = METHODS[cfg.method].title
     local_base = Path(cfg.base_model).exists()
     data = ModelCardData(
         library_name="peft" if adapter else "transformers",

@@ -1,7 +1,8 @@
-"""Held-out measurement of a model on a task's prompts, the one used by the trainers' evaluations, the studies and the
-demo: one greedy response per prompt and ``samples`` samples per prompt at the rollout temperature, drawn once by
-:func:`heldout_rollouts`; :func:`rollout_metrics` turns them into greedy and sampled reward and accuracy and the
-diversity of the samples, and a study adds its task's own metrics from the same responses."""
+"""Held-out measurement of a model on a task's prompts, the one used by the trainers' evaluations
+(:func:`eval_record`), the studies and the demo: one greedy response per prompt and ``samples`` samples per prompt at
+the rollout temperature, drawn once by :func:`heldout_rollouts`; :func:`rollout_metrics` turns them into greedy and
+sampled reward and accuracy and the diversity of the samples, and a study adds its task's own metrics from the same
+responses."""
 
 from __future__ import annotations
 
@@ -57,6 +58,23 @@ def heldout_metrics(
 ) -> dict[str, float]:
     """:func:`rollout_metrics` of fresh :func:`heldout_rollouts`."""
     return rollout_metrics(task, heldout_rollouts(model, prompts, sampling, samples, seed))
+
+
+@torch.no_grad()
+def eval_record(
+    model: DiffusionLM, task: TokenTask, num_prompts: int, sampling: SamplingConfig, seed: int = 0
+) -> dict[str, float]:
+    """The held-out record a trainer logs at each evaluation (``eval_*`` keys; :func:`heldout_metrics` with one sample
+    per prompt): greedy and sampled reward and accuracy. The prompts are the test split's seed-0 draw for every run;
+    ``seed`` drives the sampling only, so runs with different seeds are measured on the same problems."""
+    prompts = task.prompts(num_prompts, split="test", seed=0)
+    metrics = heldout_metrics(model, task, prompts, sampling, samples=1, seed=seed)
+    return {
+        "eval_reward_greedy": metrics["greedy_reward"],
+        "eval_accuracy_greedy": metrics["greedy_accuracy"],
+        "eval_reward_sampled": metrics["sampled_reward"],
+        "eval_accuracy_sampled": metrics["sampled_accuracy"],
+    }
 
 
 def diversity(responses: torch.Tensor, correct: torch.Tensor, samples: int) -> dict[str, float]:

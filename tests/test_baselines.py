@@ -11,18 +11,18 @@ import pytest
 import torch
 
 from dtm.config import ConfigError
-from dtm.config.baselines import BASELINE_CONFIGS as CONFIGS
+from dtm.config.baselines import SPGConfig, WD1Config
 from dtm.config.run import LoraSection
 from dtm.config.sampling import SamplingConfig
+from dtm.heldout import eval_record
+from dtm.methods import METHODS as REGISTRY
 from dtm.models import load_model, save_model
 from dtm.tasks.increment import IncrementTask
 from dtm.training import load_train_config, train_from_config
-from dtm.training.baselines import TRAINERS
 from dtm.training.dtm import DTMConfig
-from dtm.training.trainer import evaluate
 from tests.shared import read_metrics, tiny_model
 
-METHODS = sorted(CONFIGS)
+METHODS = sorted(name for name in REGISTRY if name != "dtm")
 
 
 def small_config(method: str, tmp_path, **overrides):
@@ -38,11 +38,11 @@ def small_config(method: str, tmp_path, **overrides):
         sampling=SamplingConfig(decode_batch=64),
     )
     values.update(overrides)
-    return CONFIGS[method](**values)
+    return REGISTRY[method].config_class()(**values)
 
 
 def make(cfg, **kwargs):
-    return TRAINERS[cfg.method](cfg, progress=False, **kwargs)
+    return REGISTRY[cfg.method].trainer_class()(cfg, progress=False, **kwargs)
 
 
 def weights(trainer) -> dict[str, torch.Tensor]:
@@ -70,7 +70,7 @@ def test_baseline_raises_heldout_reward(base_model_dir, tmp_path, method):
     assert final["eval_reward_sampled"] > base["eval_reward_sampled"] + 0.2
     # The tuned model is saved as a loadable folder and reproduces the trained policy's held-out reward.
     reloaded = load_model(tmp_path / "run" / "final" / "model")
-    again = evaluate(reloaded, IncrementTask(), cfg.eval_prompts, cfg.sampling, seed=cfg.seed)
+    again = eval_record(reloaded, IncrementTask(), cfg.eval_prompts, cfg.sampling, seed=cfg.seed)
     assert again["eval_reward_sampled"] == pytest.approx(final["eval_reward_sampled"])
 
 
@@ -207,9 +207,9 @@ def test_train_from_config_dispatches_on_method(tmp_path):
     model = train_from_config(source, ["mc_samples=1"], progress=False)
     assert (tmp_path / "run" / "final" / "model").is_dir() and model is not None
     saved = load_train_config(tmp_path / "run" / "config.yaml")
-    assert type(saved) is CONFIGS["spg"] and saved.mc_samples == 1
+    assert type(saved) is SPGConfig and saved.mc_samples == 1
     assert type(load_train_config(None)) is DTMConfig
-    assert type(load_train_config({"method": "spg"}, ["method=wd1"])) is CONFIGS["wd1"]
+    assert type(load_train_config({"method": "spg"}, ["method=wd1"])) is WD1Config
 
 
 @pytest.mark.parametrize(

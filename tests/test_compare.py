@@ -12,7 +12,7 @@ import torch
 
 from dtm.config import ConfigError, load_config
 from dtm.config.sampling import SamplingConfig
-from dtm.heldout import diversity
+from dtm.heldout import diversity, eval_record
 from dtm.models import load_model, save_model
 from dtm.studies.compare import (
     CompareConfig,
@@ -25,7 +25,6 @@ from dtm.studies.compare import (
 )
 from dtm.tasks.increment import IncrementTask
 from dtm.training import METHODS
-from dtm.training.trainer import evaluate
 from tests.shared import tiny_model
 
 
@@ -263,7 +262,7 @@ def test_held_out_evaluation_measures_every_seed_on_the_same_prompts(base_model)
 
     model, task = load_model(base_model), RecordingTask()
     sampling = SamplingConfig(gen_length=8, block_length=4, decode_steps=4)
-    results = [evaluate(model, task, 6, sampling, seed=seed) for seed in (0, 1)]
+    results = [eval_record(model, task, 6, sampling, seed=seed) for seed in (0, 1)]
     assert drawn == [(6, "test", 0), (6, "test", 0)]
     assert results[0]["eval_reward_greedy"] == results[1]["eval_reward_greedy"]  # greedy: same prompts, same answers
 

@@ -14,7 +14,7 @@ import dtm
 
 @pytest.mark.parametrize("name", dtm.__all__)
 def test_top_level_names_are_the_module_objects(name):
-    module = importlib.import_module(dtm._API[name])
+    module = importlib.import_module(dtm._api()[name])
     assert getattr(dtm, name) is getattr(module, name)
 
 

@@ -11,7 +11,7 @@ import pytest
 from dtm.errors import RunError
 from dtm.tasks import sudoku_grids as sg
 from dtm.tasks.text import REASONING_PREFIX, STYLES, TEXT_TASKS, TextExample, files, get_text_task
-from dtm.tasks.text.arithmetic import evaluate
+from dtm.tasks.text.arithmetic import evaluate_expression
 from dtm.tasks.text.countdown import generate_countdown, problem_split, solve_countdown
 from dtm.tasks.text.gsm8k import numbers_equal
 from dtm.tasks.text.gsm8k import problem_split as gsm8k_split
@@ -115,13 +115,13 @@ def test_countdown_generator_solvable(split):
         numbers, target = item["numbers"], item["target"]
         assert len(numbers) == 3 and all(1 <= x <= 99 for x in numbers)
         assert 1 <= target <= 100
-        result = evaluate(item["solution"])
+        result = evaluate_expression(item["solution"])
         assert result is not None and result.value == target
         assert sorted(result.literals) == sorted(numbers)
         assert problem_split(numbers, target) == split
     for item in items[:60]:  # an independent brute-force solver agrees that they are solvable
         found = solve_countdown(item["numbers"], item["target"])
-        assert found is not None and evaluate(found).value == item["target"]
+        assert found is not None and evaluate_expression(found).value == item["target"]
 
 
 def test_countdown_generator_deterministic_and_splits_disjoint():

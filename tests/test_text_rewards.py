@@ -9,7 +9,7 @@ from fractions import Fraction
 import pytest
 
 from dtm.tasks.text import get_text_task, math_equiv
-from dtm.tasks.text.arithmetic import MAX_CHARS, evaluate
+from dtm.tasks.text.arithmetic import MAX_CHARS, evaluate_expression
 from dtm.tasks.text.base import TextExample
 from dtm.tasks.text.extract import (
     answer_tag,
@@ -59,7 +59,7 @@ def full_width(text: str) -> str:
     ],
 )
 def test_evaluate_valid(expression, value, literals):
-    result = evaluate(expression)
+    result = evaluate_expression(expression)
     assert result is not None
     assert result.value == value
     assert result.literals == literals
@@ -111,7 +111,7 @@ def test_evaluate_valid(expression, value, literals):
     ],
 )
 def test_evaluate_invalid(expression):
-    assert evaluate(expression) is None
+    assert evaluate_expression(expression) is None
 
 
 HOSTILE = [
@@ -136,13 +136,13 @@ HOSTILE = [
 def test_evaluate_returns_within_100_ms_on_hostile_input(text):
     """Measured in this thread's CPU time, which a loaded machine does not inflate (the work is the bound)."""
     start = time.thread_time()
-    evaluate(text)
+    evaluate_expression(text)
     assert time.thread_time() - start < 0.1
 
 
 def test_evaluate_rejects_non_strings():
-    assert evaluate(None) is None  # type: ignore[arg-type]
-    assert evaluate(5) is None  # type: ignore[arg-type]
+    assert evaluate_expression(None) is None  # type: ignore[arg-type]
+    assert evaluate_expression(5) is None  # type: ignore[arg-type]
 
 
 # --------------------------------------------------------------------------------------------------- extraction

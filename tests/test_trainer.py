@@ -16,9 +16,10 @@ from dtm.config import ConfigError, load_config
 from dtm.config.run import LoraSection
 from dtm.config.sampling import SamplingConfig
 from dtm.errors import RunError
+from dtm.heldout import eval_record
 from dtm.models import load_model
 from dtm.tasks.increment import IncrementTask
-from dtm.training.dtm import RUN_STATE_BYTES, DTMConfig, DTMTrainer, evaluate
+from dtm.training.dtm import RUN_STATE_BYTES, DTMConfig, DTMTrainer
 from tests.shared import read_metrics, tiny_model
 
 
@@ -71,7 +72,7 @@ def test_dtm_raises_heldout_reward(base_model_dir, tmp_path):
     assert final["eval_reward_sampled"] > base["eval_reward_sampled"] + 0.08
     # The tuned model is saved as a loadable folder and reproduces the trained student's held-out reward.
     reloaded = load_model(tmp_path / "run" / "final" / "model")
-    again = evaluate(reloaded, task, cfg.eval_prompts, cfg.sampling, seed=cfg.seed)
+    again = eval_record(reloaded, task, cfg.eval_prompts, cfg.sampling, seed=cfg.seed)
     assert again["eval_reward_sampled"] == pytest.approx(final["eval_reward_sampled"])
 
 

@@ -13,7 +13,7 @@ from dtm.config.run import RUN_DIR_HELP, RunConfig
 
 
 @dataclass
-class PolicyGradientConfig(RunConfig):
+class GroupRolloutConfig(RunConfig):
     """Settings shared by the on-policy methods (the run settings are in :class:`RunConfig`). Defaults are a CPU-sized
     run on the ``increment`` toy task. Each step draws ``micro_batch x grad_accum / num_generations`` fresh prompts,
     ``num_generations`` completions each, and takes ``inner_updates`` optimizer steps on them."""
@@ -79,7 +79,7 @@ MASKING_HELP = "masked states of the loss: uniform anywhere in the response (as 
 
 
 @dataclass
-class DiffuGRPOConfig(PolicyGradientConfig):
+class DiffuGRPOConfig(GroupRolloutConfig):
     """diffu-GRPO (d1). Published: K = 6, mu = 12, clip 0.5, beta 0.04, p_mask 0.15, lr 3e-6, grad clip 0.2."""
 
     method: Literal["diffu_grpo"] = setting("diffu_grpo", "the trainer (diffu_grpo)")
@@ -97,7 +97,7 @@ class DiffuGRPOConfig(PolicyGradientConfig):
 
 
 @dataclass
-class WD1Config(PolicyGradientConfig):
+class WD1Config(GroupRolloutConfig):
     """wd1. Published: K = 6, p_mask 0.15, lr 3e-6."""
 
     method: Literal["wd1"] = setting("wd1", "the trainer (wd1)")
@@ -112,7 +112,7 @@ class WD1Config(PolicyGradientConfig):
 
 
 @dataclass
-class SPGConfig(PolicyGradientConfig):
+class SPGConfig(GroupRolloutConfig):
     """SPG. Published: K = 6, mu = 4, 2 masked states per sequence, beta 1.0-2.0, mixture weight 0.5."""
 
     method: Literal["spg"] = setting("spg", "the trainer (spg)")
@@ -131,7 +131,7 @@ class SPGConfig(PolicyGradientConfig):
 
 
 @dataclass
-class DMPOConfig(PolicyGradientConfig):
+class DMPOConfig(GroupRolloutConfig):
     """DMPO. Its public code (LLaDA-8B): K = 16, mu = 8, alpha 0.04, negative weight baseline of strength 1, 4 masked
     states per sequence for the loss and 4 for the reference ratio, lr 1e-6, grad clip 0.2."""
 
@@ -155,7 +155,7 @@ class DMPOConfig(PolicyGradientConfig):
 
 
 @dataclass
-class GDSDConfig(PolicyGradientConfig):
+class GDSDConfig(GroupRolloutConfig):
     """GDSD. Its public code (LLaDA-8B): K = 6, mu = 8, psi 1.0, beta 0.001, one masked state per sequence and
     update, lr 3e-6, grad clip 0.2."""
 
@@ -170,12 +170,3 @@ class GDSDConfig(PolicyGradientConfig):
         super().__post_init__()
         check(self.psi > 0, "psi", f"must be positive, got {self.psi}")
         _check_reference_penalty(self.beta, self.ref_sync_every)
-
-
-BASELINE_CONFIGS: dict[str, type[PolicyGradientConfig]] = {
-    "diffu_grpo": DiffuGRPOConfig,
-    "wd1": WD1Config,
-    "spg": SPGConfig,
-    "dmpo": DMPOConfig,
-    "gdsd": GDSDConfig,
-}

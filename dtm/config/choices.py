@@ -19,4 +19,3 @@ Split = Literal["train", "test"]
 TOKEN_TASKS = ("increment", "maze", "sudoku_digits")
 TEXT_TASKS = ("countdown", "gsm8k", "math500", "sudoku")
 TASK_NAMES = tuple(sorted(TOKEN_TASKS + TEXT_TASKS))
-METHODS = ("dtm", "diffu_grpo", "wd1", "spg", "dmpo", "gdsd")

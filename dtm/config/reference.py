@@ -7,20 +7,15 @@ import dataclasses
 import importlib
 from typing import get_type_hints
 
-from dtm.config.choices import METHODS
 from dtm.config.fields import KeyHelp, describe, markdown
 from dtm.config.loader import section_type
+from dtm.methods import METHODS
 
 # kind -> (module, class, what reads it).
 KINDS: dict[str, tuple[str, str, str]] = {
     "pretrain": ("dtm.config.pretrain", "PretrainConfig", "dtm pretrain"),
     "sft": ("dtm.config.sft", "SFTConfig", "dtm sft"),
-    "dtm": ("dtm.config.dtm", "DTMConfig", "dtm train (method: dtm)"),
-    "diffu_grpo": ("dtm.config.baselines", "DiffuGRPOConfig", "dtm train (method: diffu_grpo)"),
-    "wd1": ("dtm.config.baselines", "WD1Config", "dtm train (method: wd1)"),
-    "spg": ("dtm.config.baselines", "SPGConfig", "dtm train (method: spg)"),
-    "dmpo": ("dtm.config.baselines", "DMPOConfig", "dtm train (method: dmpo)"),
-    "gdsd": ("dtm.config.baselines", "GDSDConfig", "dtm train (method: gdsd)"),
+    **{m.name: (*m.config.split(":"), f"dtm train (method: {m.name})") for m in METHODS.values()},
     "eval": ("dtm.config.evaluation", "EvalConfig", "dtm eval"),
     "sample": ("dtm.config.commands", "SampleConfig", "dtm sample"),
     "demo": ("dtm.config.commands", "DemoConfig", "dtm demo"),
@@ -78,7 +73,8 @@ def reference_markdown() -> str:
         markdown(describe(RunConfig)),
     ]
     for kind in METHODS:
-        parts += ["", f"## `method: {kind}`", "", _doc(kind), "", "Adds, or changes the default of:", ""]
+        parts += ["", f"## `method: {kind}`", "", METHODS[kind].summary + ".", "", _doc(kind), ""]
+        parts += ["Adds, or changes the default of:", ""]
         parts.append(markdown(_method_rows(kind)))
     for kind in KINDS:
         if kind in METHODS:

@@ -11,6 +11,7 @@ from dtm.config.fields import setting
 from dtm.config.loader import check
 from dtm.config.model import LoadOptions
 from dtm.config.sampling import SamplingConfig
+from dtm.methods import METHODS
 
 LORA_MODULES = ["q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj"]
 
@@ -51,7 +52,7 @@ class RunConfig:
 
     renamed_keys: ClassVar[dict[str, str]] = {"model": "load", "warmup": "lr_warmup", "decay": "lr_decay"}
 
-    method: str = setting("", "the trainer: dtm, diffu_grpo, wd1, spg, dmpo or gdsd")
+    method: str = setting("", "the trainer: " + ", ".join(METHODS))
     base_model: str = setting("runs/pretrain/model", "model folder to fine-tune (built-in, LLaDA, Dream, ...)")
     load: LoadOptions = setting(factory=LoadOptions, help="how base_model is loaded")
     task: str = setting("increment", "task whose prompts and reward are trained on: " + ", ".join(TASK_NAMES))

@@ -11,17 +11,19 @@ from dtm.diffusion.losses import (
     tilt_shift,
 )
 from dtm.diffusion.masking import MaskedState, mask_tokens, masked_states, sar_masked_states, uniform_masked_states
-from dtm.diffusion.policy import (
+from dtm.diffusion.peer_losses import (
     DistillationLoss,
-    PolicyLoss,
-    block_elbo,
-    block_eubo,
     dmpo_weights,
     effective_sample_size,
     gdsd_loss,
+    leave_one_out_advantages,
+)
+from dtm.diffusion.rl_losses import (
+    PolicyLoss,
+    block_elbo,
+    block_eubo,
     group_advantages,
     grpo_loss,
-    leave_one_out_advantages,
     masked_mean,
     mean_field_input,
     spg_loss,

@@ -1,6 +1,6 @@
 """Trainers: DTM (``dtm.py``), and the RL baselines diffu-GRPO, wd1, SPG and the likelihood-free peers DMPO, GDSD
 (``baselines.py``), on the shared plumbing of ``trainer.py``. A training config's ``method`` key (default ``dtm``)
-says which; :func:`train_from_config` reads it and runs the right trainer.
+says which (the rows of :data:`dtm.methods.METHODS`); :func:`train_from_config` reads it and runs the right trainer.
 
 The trainers are imported on first use, so ``import dtm.training.<module>`` stays light.
 """
@@ -13,8 +13,8 @@ from typing import TYPE_CHECKING, Any
 
 import yaml
 
-from dtm.config import ConfigError, load_config
-from dtm.config.choices import METHODS
+from dtm.config import load_config
+from dtm.methods import METHODS, get_method
 
 if TYPE_CHECKING:
     from dtm.config.run import RunConfig
@@ -24,24 +24,12 @@ if TYPE_CHECKING:
 
 def config_class(method: str) -> type[RunConfig]:
     """The config class of ``method`` (importing neither torch nor the trainers)."""
-    if method == "dtm":
-        from dtm.config.dtm import DTMConfig
-
-        return DTMConfig
-    from dtm.config.baselines import BASELINE_CONFIGS
-
-    return BASELINE_CONFIGS[method]
+    return get_method(method).config_class()
 
 
 def trainer_class(method: str) -> type[Trainer]:
     """The trainer class of ``method``."""
-    if method == "dtm":
-        from dtm.training.dtm import DTMTrainer
-
-        return DTMTrainer
-    from dtm.training.baselines import TRAINERS
-
-    return TRAINERS[method]
+    return get_method(method).trainer_class()
 
 
 def config_method(source: str | Path | Mapping[str, Any] | None, overrides: Sequence[str] = ()) -> str:
@@ -59,9 +47,7 @@ def config_method(source: str | Path | Mapping[str, Any] | None, overrides: Sequ
         key, sep, raw = override.partition("=")
         if sep and key.strip() == "method":
             method = yaml.safe_load(raw)
-    if method not in METHODS:
-        raise ConfigError(f"method: must be one of {', '.join(map(repr, METHODS))}, got {method!r}")
-    return method
+    return get_method(method).name
 
 
 def load_train_config(source: str | Path | Mapping[str, Any] | None, overrides: Sequence[str] = ()) -> RunConfig:

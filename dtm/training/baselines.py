@@ -1,7 +1,7 @@
 """The methods DTM is compared with, in the same framework: the RL baselines diffu-GRPO (d1), wd1 and SPG, and the
 likelihood-free peers DMPO and GDSD.
 
-Each is an on-policy loop over rollout batches; read :meth:`PolicyGradientTrainer.train` top to bottom. One step:
+Each is an on-policy loop over rollout batches; read :meth:`GroupRolloutTrainer.train` top to bottom. One step:
 
 1. ``P = micro_batch * grad_accum / num_generations`` fresh prompts per process, ``num_generations`` (K) completions
    each from the current policy with the project's SAR sampler at the rollout temperature, scored by the reward
@@ -11,7 +11,8 @@ Each is an on-policy loop over rollout batches; read :meth:`PolicyGradientTraine
    each rollout's log-ratio to the reference; GDSD: every inner update's masked states and the rollout policy's and
    reference's log-probabilities on them).
 3. ``inner_updates`` (mu) optimizer steps on the batch, each accumulating gradients over ``grad_accum`` micro-batches
-   that together cover it, with the method's loss from :mod:`dtm.diffusion.policy`.
+   that together cover it, with the method's loss from :mod:`dtm.diffusion.rl_losses` (diffu-GRPO, wd1, SPG) or
+   :mod:`dtm.diffusion.peer_losses` (DMPO, GDSD).
 
 Rollouts, rewards, gradient clipping, non-finite-step skipping, checkpoints (exact resumption), JSONL metrics,
 evaluation and the final model are the shared plumbing of :class:`~dtm.training.trainer.Trainer`. The learning rate
@@ -34,20 +35,17 @@ from dtm.config.baselines import (
     DiffuGRPOConfig,
     DMPOConfig,
     GDSDConfig,
-    PolicyGradientConfig,
+    GroupRolloutConfig,
     SPGConfig,
     WD1Config,
 )
 from dtm.diffusion.masking import MaskedState, Masking, masked_states, model_inputs
-from dtm.diffusion.policy import (
+from dtm.diffusion.peer_losses import dmpo_weights, effective_sample_size, gdsd_loss, leave_one_out_advantages
+from dtm.diffusion.rl_losses import (
     block_elbo,
     block_eubo,
-    dmpo_weights,
-    effective_sample_size,
-    gdsd_loss,
     group_advantages,
     grpo_loss,
-    leave_one_out_advantages,
     mean_field_input,
     spg_loss,
     token_log_probs,
@@ -64,7 +62,7 @@ Forward = Callable[..., torch.Tensor]
 
 
 @dataclass
-class PolicyGradientState(RunState):
+class GroupRolloutState(RunState):
     """Counters saved in every checkpoint (``step`` counts rollout batches), and the training time so far."""
 
     wall_time: float = 0.0
@@ -108,13 +106,13 @@ class StateBatch(NamedTuple):
         )
 
 
-class PolicyGradientTrainer(Trainer):
+class GroupRolloutTrainer(Trainer):
     """The loop shared by the baselines; a method provides ``_prepare`` and ``_micro_loss``."""
 
     normalize_advantages = False
     summed_metrics = ("reward_errors", "reward_timeouts", "rollouts")
 
-    cfg: PolicyGradientConfig
+    cfg: GroupRolloutConfig
 
     def _build_state(self) -> None:
         cfg = self.cfg
@@ -124,7 +122,7 @@ class PolicyGradientTrainer(Trainer):
         pool = self._prompt_pool(cfg.prompts_per_step, "micro_batch x grad_accum / num_generations")
         seed = cfg.seed + self.accelerator.process_index
         self.buffer = ReplayBuffer(pool, cfg.prompts_per_step, cfg.num_generations, cfg.sampling.gen_length, seed)
-        self.state = PolicyGradientState()
+        self.state = GroupRolloutState()
 
     @property
     def needs_reference(self) -> bool:
@@ -246,7 +244,7 @@ class PolicyGradientTrainer(Trainer):
 
     def _copies_log_probs(self, model: Forward, states: StateBatch, copies: int) -> tuple[torch.Tensor, torch.Tensor]:
         """:meth:`_state_log_probs` of states made by :meth:`_masked_states` and their loss masks, as
-        ``[copies, n, G]`` (the layout of :func:`dtm.diffusion.policy.block_elbo`)."""
+        ``[copies, n, G]`` (the layout of :func:`dtm.diffusion.rl_losses.block_elbo`)."""
         shape = (copies, -1, states.responses.shape[1])
         return self._state_log_probs(model, states).view(shape), states.state.loss_mask.view(shape)
 
@@ -306,9 +304,9 @@ class PolicyGradientTrainer(Trainer):
         return dict(self.state.__dict__) | {"method": self.cfg.method}
 
 
-class DiffuGRPOTrainer(PolicyGradientTrainer):
+class DiffuGRPOTrainer(GroupRolloutTrainer):
     """diffu-GRPO (d1): per-token one-step mean-field log-probabilities in GRPO's clipped objective with a KL penalty
-    to the reference policy (:func:`dtm.diffusion.policy.grpo_loss`).
+    to the reference policy (:func:`dtm.diffusion.rl_losses.grpo_loss`).
 
     The rollout policy's log-probabilities are computed once per inner update input before the updates; with a single
     inner update they equal the current ones, so the detached current values are used (ratio 1, no extra forward).
@@ -340,8 +338,8 @@ class DiffuGRPOTrainer(PolicyGradientTrainer):
         self._sync_reference(self.cfg.ref_sync_every)
 
 
-class WD1Trainer(PolicyGradientTrainer):
-    """wd1: the group-softmax weighted log-likelihood (:func:`dtm.diffusion.policy.wd1_loss`), with the sequence
+class WD1Trainer(GroupRolloutTrainer):
+    """wd1: the group-softmax weighted log-likelihood (:func:`dtm.diffusion.rl_losses.wd1_loss`), with the sequence
     log-likelihood estimated as the sum over response tokens of d1's one-step mean-field log-probabilities (as in
     the wd1 paper's implementation): one forward pass of the current policy per micro-batch, no old or reference
     policy."""
@@ -359,9 +357,9 @@ class WD1Trainer(PolicyGradientTrainer):
         return loss, {"seq_log_prob": seq_log_probs.mean().item()}
 
 
-class SPGTrainer(PolicyGradientTrainer):
+class SPGTrainer(GroupRolloutTrainer):
     """SPG: ELBO for positive-advantage samples, EUBO (or the mixture) for the others
-    (:func:`dtm.diffusion.policy.spg_loss`), both estimated from ``mc_samples`` SAR-aligned masked states per
+    (:func:`dtm.diffusion.rl_losses.spg_loss`), both estimated from ``mc_samples`` SAR-aligned masked states per
     sequence (a random active block, earlier blocks clean, later blocks masked), drawn afresh for every
     micro-batch; all states of a micro-batch go through one forward pass."""
 
@@ -377,7 +375,7 @@ class SPGTrainer(PolicyGradientTrainer):
         return loss, {"elbo": elbo.mean().item(), "eubo": eubo.mean().item()}
 
 
-class DMPOTrainer(PolicyGradientTrainer):
+class DMPOTrainer(GroupRolloutTrainer):
     """DMPO: the policy matched to the reward-tilted target p*(o) ∝ p_ref(o) exp(r(o) / alpha) (per prompt) by a
     weighted denoising cross-entropy on the rollouts,
 
@@ -385,14 +383,14 @@ class DMPOTrainer(PolicyGradientTrainer):
         DCE_theta(o) = -(1/S) sum_s (1/|M_s|) sum_{k in M_s} log pi_theta(o^k | z_s)   (S = ``mc_samples`` states)
 
     with the self-normalised importance weights w+ of p* against the rollout policy and the weight baseline b of
-    :func:`dtm.diffusion.policy.dmpo_weights`; G * (-DCE) is the ELBO estimate of log pi_theta(o). Without a baseline
-    and with every state, the minimiser is the denoiser of p*: pi_theta(v | z) = p*(o^k = v | z) (tested by
+    :func:`dtm.diffusion.peer_losses.dmpo_weights`; G * (-DCE) is the ELBO estimate of log pi_theta(o). Without a
+    baseline and with every state, the minimiser is the denoiser of p*: pi_theta(v | z) = p*(o^k = v | z) (tested by
     enumeration). The importance weights need log p_ref(o) - log pi_old(o), estimated once per rollout batch as the
     difference of the two models' ELBOs on the same ``ratio_samples`` masked states (DMPO's estimate), both models in
     evaluation mode, so that it is exactly 0 while the policy is the reference; ``ratio_samples = 0`` drops the
     reference and targets the rollout policy tilted. The weights stay
     fixed over the batch's ``inner_updates``, whose states are drawn afresh for every micro-batch; the loss is
-    :func:`dtm.diffusion.policy.wd1_loss`, the same weighted log-likelihood as wd1's with other weights and another
+    :func:`dtm.diffusion.rl_losses.wd1_loss`, the same weighted log-likelihood as wd1's with other weights and another
     likelihood estimate."""
 
     cfg: DMPOConfig
@@ -439,9 +437,9 @@ class DMPOTrainer(PolicyGradientTrainer):
         return loss, {"elbo": elbo.mean().item()}
 
 
-class GDSDTrainer(PolicyGradientTrainer):
+class GDSDTrainer(GroupRolloutTrainer):
     """GDSD: each masked token's log-ratio to the rollout policy matched to the scaled leave-one-out advantage, with a
-    k2 penalty towards the reference (:func:`dtm.diffusion.policy.gdsd_loss`):
+    k2 penalty towards the reference (:func:`dtm.diffusion.peer_losses.gdsd_loss`):
 
         l_ik = log pi_theta(o_i^k | z_i) - log pi_old(o_i^k | z_i),   k_ik = log pi_theta(o_i^k | z_i) - log pi_ref(...)
         L(theta) = (1/N) sum_i (1/|M_i|) sum_{k in M_i} [(l_ik - psi A_i)^2 + (beta / 2) k_ik^2]
@@ -483,12 +481,3 @@ class GDSDTrainer(PolicyGradientTrainer):
 
     def _after_step(self) -> None:
         self._sync_reference(self.cfg.ref_sync_every)
-
-
-TRAINERS: dict[str, type[PolicyGradientTrainer]] = {
-    "diffu_grpo": DiffuGRPOTrainer,
-    "wd1": WD1Trainer,
-    "spg": SPGTrainer,
-    "dmpo": DMPOTrainer,
-    "gdsd": GDSDTrainer,
-}

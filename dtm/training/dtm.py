@@ -31,7 +31,7 @@ from dtm.models.base import DiffusionLM
 from dtm.training.buffer import ReplayBuffer
 from dtm.training.schedule import lr_at, set_lr
 from dtm.training.teacher import CopyTeacher, LoraTeacher, frozen_teacher, load_trainable_state, trainable_state
-from dtm.training.trainer import RUN_STATE_BYTES, RunState, Trainer, evaluate
+from dtm.training.trainer import RUN_STATE_BYTES, RunState, Trainer
 
 __all__ = [
     "RUN_STATE_BYTES",
@@ -39,7 +39,6 @@ __all__ = [
     "DTMTrainer",
     "MicroBatch",
     "TrainState",
-    "evaluate",
 ]
 
 

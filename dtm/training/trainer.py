@@ -30,10 +30,9 @@ from tqdm.auto import tqdm
 
 from dtm.config import check, save_config, to_dict
 from dtm.config.run import RunConfig
-from dtm.config.sampling import SamplingConfig
 from dtm.diffusion.sampler import DecodeStats
 from dtm.errors import RunError
-from dtm.heldout import heldout_metrics
+from dtm.heldout import eval_record
 from dtm.models import save_model
 from dtm.models.base import DiffusionLM, input_tokens
 from dtm.models.loading import load_tokenizer, load_with_options, model_mask_token_id
@@ -486,7 +485,9 @@ class Trainer(ABC):
     def _log_eval(self, tag: str) -> dict[str, float]:
         start = time.perf_counter()
         with self.uncounted():
-            result = evaluate(self.raw_student, self.task, self.cfg.eval_prompts, self.cfg.sampling, seed=self.cfg.seed)
+            result = eval_record(
+                self.raw_student, self.task, self.cfg.eval_prompts, self.cfg.sampling, seed=self.cfg.seed
+            )
         self.state.eval_seconds += time.perf_counter() - start
         self._log({"step": self.state.step, "eval": tag, "rollouts": self.state.rollouts, **result})
         return result
@@ -586,20 +587,3 @@ def _is_lora_target(name: str, targets: list[str] | str) -> bool:
 
 def _contiguous(state: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
     return {k: v.detach().contiguous().cpu() for k, v in state.items()}
-
-
-@torch.no_grad()
-def evaluate(
-    model: DiffusionLM, task: TokenTask, num_prompts: int, sampling: SamplingConfig, seed: int = 0
-) -> dict[str, float]:
-    """The trainers' held-out metrics (:func:`dtm.heldout.heldout_metrics`, one sample per prompt): greedy and sampled
-    reward and accuracy. The prompts are the test split's seed-0 draw for every run; ``seed`` drives the sampling
-    only, so runs with different seeds are measured on the same problems."""
-    prompts = task.prompts(num_prompts, split="test", seed=0)
-    metrics = heldout_metrics(model, task, prompts, sampling, samples=1, seed=seed)
-    return {
-        "eval_reward_greedy": metrics["greedy_reward"],
-        "eval_accuracy_greedy": metrics["greedy_accuracy"],
-        "eval_reward_sampled": metrics["sampled_reward"],
-        "eval_accuracy_sampled": metrics["sampled_accuracy"],
-    }

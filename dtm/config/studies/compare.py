@@ -6,10 +6,10 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
-from dtm.config.choices import METHODS
 from dtm.config.fields import setting
 from dtm.config.loader import check
 from dtm.config.studies import check_seeds
+from dtm.methods import METHODS
 
 # Keys the comparison sets itself in every run's training config.
 MANAGED_KEYS = ("method", "task", "task_options", "base_model", "seed", "output_dir", "eval_prompts", "eval_every")

@@ -116,7 +116,7 @@ def _parse(text: str) -> Evaluation:
     return Evaluation(values[0], tuple(literals))
 
 
-def evaluate(expression: str) -> Evaluation | None:
+def evaluate_expression(expression: str) -> Evaluation | None:
     """Evaluate an arithmetic expression under the rules of the module docstring; None if it is not valid."""
     if not isinstance(expression, str) or len(expression) > MAX_CHARS or not _ALLOWED.fullmatch(expression):
         return None

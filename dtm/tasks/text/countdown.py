@@ -41,7 +41,7 @@ from collections.abc import Mapping, Sequence
 from fractions import Fraction
 from typing import Any, ClassVar
 
-from dtm.tasks.text.arithmetic import evaluate
+from dtm.tasks.text.arithmetic import evaluate_expression
 from dtm.tasks.text.base import REASONING_FORMAT, TextExample, TextTask, as_example, get_field
 from dtm.tasks.text.extract import answer_tag, ascii_decimal_digits
 from dtm.tasks.text.files import hub_records
@@ -115,7 +115,7 @@ def generate_countdown(
             raise ValueError("could not generate enough Countdown problems with these ranges")
         numbers = [rng.randint(min_number, max_number) for _ in range(count)]
         expression = _random_expression(numbers, rng)
-        result = evaluate(expression)
+        result = evaluate_expression(expression)
         if result is None or result.value.denominator != 1:
             continue
         target = result.value.numerator
@@ -253,7 +253,7 @@ class CountdownTask(TextTask):
         if expression is None:
             return NO_ANSWER
         example = as_example(example)
-        result = evaluate(expression)
+        result = evaluate_expression(expression)
         if result is None or sorted(result.literals) != sorted(example.meta["numbers"]):
             return WRONG
         return CORRECT if result.value == example.meta["target"] else WRONG

@@ -1,5 +1,5 @@
-"""Tests for dtm.diffusion.policy (d1, wd1, SPG, DMPO and GDSD estimators) against closed forms, per-sample loops and
-brute-force enumeration of unmasking orders and of the sequences of a tiny model."""
+"""Tests for dtm.diffusion.rl_losses (d1, wd1, SPG) and dtm.diffusion.peer_losses (DMPO, GDSD) against closed forms,
+per-sample loops and brute-force enumeration of unmasking orders and of the sequences of a tiny model."""
 
 from __future__ import annotations
 
@@ -10,15 +10,12 @@ import pytest
 import torch
 
 from dtm.diffusion.masking import sar_masked_states
-from dtm.diffusion.policy import (
+from dtm.diffusion.peer_losses import dmpo_weights, effective_sample_size, gdsd_loss, leave_one_out_advantages
+from dtm.diffusion.rl_losses import (
     block_elbo,
     block_eubo,
-    dmpo_weights,
-    effective_sample_size,
-    gdsd_loss,
     group_advantages,
     grpo_loss,
-    leave_one_out_advantages,
     mean_field_input,
     spg_loss,
     token_log_probs,
