@@ -2,12 +2,13 @@
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
 import pytest
 
-from dtm.config import ConfigError, check, from_dict, load_config, save_config, to_dict
+from dtm.config import ConfigError, check, describe, from_dict, load_config, save_config, to_dict
 
 
 @dataclass
@@ -206,3 +207,29 @@ def test_round_trip(tmp_path):
     path = tmp_path / "sub" / "saved.yaml"
     save_config(cfg, path)
     assert load_config(Cfg, path) == cfg
+
+
+@pytest.mark.parametrize("kind", ["pretrain", "sft", "dtm", "wd1"])
+def test_every_training_command_takes_the_one_optimizer_section(kind):
+    from dtm.config.optimizer import OptimizerSettings
+    from dtm.config.reference import config_class
+
+    cls = config_class(kind)
+    shared = {row.key: row.help for row in describe(OptimizerSettings)}
+    assert issubclass(cls, OptimizerSettings)
+    assert {row.key: row.help for row in describe(cls) if row.key in shared} == shared
+
+
+@pytest.mark.parametrize(
+    ("override", "message"),
+    [
+        ("eps=0", "eps: must be positive, got 0"),
+        ("weight_decay=-0.1", "weight_decay: must be >= 0, got -0.1"),
+        ("lr_min=1", "lr_min: must be in [0, lr=0.003], got 1"),
+    ],
+)
+def test_optimizer_keys_are_checked_for_pretraining_too(override, message):
+    from dtm.config.pretrain import PretrainConfig
+
+    with pytest.raises(ConfigError, match=re.escape(message)):
+        load_config(PretrainConfig, None, [override])

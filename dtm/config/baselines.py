@@ -9,6 +9,7 @@ from typing import ClassVar, Literal
 from dtm.config.choices import Masking, WeightBaseline
 from dtm.config.fields import setting
 from dtm.config.loader import check
+from dtm.config.optimizer import optimizer_default
 from dtm.config.run import RUN_DIR_HELP, RunConfig
 
 
@@ -21,8 +22,8 @@ class GroupRolloutConfig(RunConfig):
     renamed_keys: ClassVar[dict[str, str]] = RunConfig.renamed_keys | {"steps": "rollout_batches"}
 
     output_dir: str = setting("runs/baseline", RUN_DIR_HELP)
-    lr: float = setting(5e-4, "peak learning rate (AdamW)")
-    lr_min: float = setting(5e-5, "learning rate at the end of the decay")
+    lr: float = optimizer_default("lr", 5e-4)
+    lr_min: float = optimizer_default("lr_min", 5e-5)
     rollout_batches: int = setting(40, "rollout batches; each is used for inner_updates optimizer steps")
     num_generations: int = setting(4, "K: completions per prompt, one group (papers: 6)")
     inner_updates: int = setting(1, "mu: optimizer steps per rollout batch")

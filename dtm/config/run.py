@@ -10,6 +10,7 @@ from dtm.config.choices import TASK_NAMES, Finetune, MixedPrecision, PromptTrunc
 from dtm.config.fields import setting
 from dtm.config.loader import check
 from dtm.config.model import LoadOptions
+from dtm.config.optimizer import OptimizerSettings, optimizer_default
 from dtm.config.sampling import SamplingConfig
 from dtm.methods import METHODS
 
@@ -32,25 +33,16 @@ class LoraSection:
 RUN_DIR_HELP = "run folder: config, metrics.jsonl, checkpoints, final model"
 
 
-def check_lr_schedule(lr: float, lr_min: float, warmup: float, decay: float) -> None:
-    """The settings of the warmup -> constant -> decay schedule (``lr_warmup`` and ``lr_decay`` are fractions)."""
-    check(lr > 0, "lr", f"must be positive, got {lr}")
-    check(0 <= lr_min <= lr, "lr_min", f"must be in [0, lr={lr}], got {lr_min}")
-    check(warmup >= 0, "lr_warmup", f"must be >= 0, got {warmup}")
-    check(decay >= 0, "lr_decay", f"must be >= 0, got {decay}")
-    check(warmup + decay <= 1, "lr_warmup", "lr_warmup + lr_decay must be a fraction in [0, 1]")
-
-
 def check_task(task: str) -> None:
     """``task`` names a registered task."""
     check(task in TASK_NAMES, "task", f"unknown task {task!r}; available: {', '.join(TASK_NAMES)}")
 
 
 @dataclass
-class RunConfig:
+class RunConfig(OptimizerSettings):
     """Settings shared by every trainer; a method's config subclasses it. ``method`` names the trainer."""
 
-    renamed_keys: ClassVar[dict[str, str]] = {"model": "load", "warmup": "lr_warmup", "decay": "lr_decay"}
+    renamed_keys: ClassVar[dict[str, str]] = OptimizerSettings.renamed_keys | {"model": "load"}
 
     method: str = setting("", "the trainer: " + ", ".join(METHODS))
     base_model: str = setting("runs/pretrain/model", "model folder to fine-tune (built-in, LLaDA, Dream, ...)")
@@ -73,14 +65,8 @@ class RunConfig:
     sampling: SamplingConfig = setting(factory=SamplingConfig, help="rollout decoding")
     micro_batch: int = setting(32, "sequences per forward/backward pass")
     grad_accum: int = setting(1, "micro-batches accumulated per optimizer step")
-    lr: float = setting(1e-3, "peak learning rate (AdamW)")
-    lr_min: float = setting(1e-4, "learning rate at the end of the decay")
-    lr_warmup: float = setting(0.05, "fraction of the steps (of each phase, for DTM) with linear warmup")
-    lr_decay: float = setting(0.1, "fraction of the steps (of each phase, for DTM) with linear decay to lr_min")
-    betas: tuple[float, float] = setting((0.9, 0.99), "AdamW betas")
-    eps: float = setting(1e-8, "AdamW epsilon")
-    weight_decay: float = setting(0.1, "AdamW weight decay")
-    grad_clip: float = setting(1.0, "gradient norm clip")
+    betas: tuple[float, float] = optimizer_default("betas", (0.9, 0.99))
+    weight_decay: float = optimizer_default("weight_decay", 0.1)
     max_nonfinite_steps: int = setting(
         10, "consecutive optimizer steps skipped for a non-finite loss or gradient before the run stops"
     )
@@ -109,6 +95,7 @@ class RunConfig:
     )
 
     def __post_init__(self) -> None:
+        super().__post_init__()
         check_task(self.task)
         check(
             not self.load.load_in_4bit or self.finetune == "lora",
@@ -122,9 +109,6 @@ class RunConfig:
         )
         check(self.micro_batch > 0, "micro_batch", f"must be positive, got {self.micro_batch}")
         check(self.grad_accum > 0, "grad_accum", f"must be positive, got {self.grad_accum}")
-        check_lr_schedule(self.lr, self.lr_min, self.lr_warmup, self.lr_decay)
-        check(all(0 <= b < 1 for b in self.betas), "betas", f"must be in [0, 1), got {self.betas}")
-        check(self.grad_clip > 0, "grad_clip", f"must be positive, got {self.grad_clip}")
         check(self.max_nonfinite_steps > 0, "max_nonfinite_steps", f"must be positive, got {self.max_nonfinite_steps}")
         check(
             self.reward_timeout > 0,

@@ -9,15 +9,15 @@ from dtm.config.choices import TEXT_TASKS, MixedPrecision
 from dtm.config.fields import setting
 from dtm.config.loader import check
 from dtm.config.model import LoadOptions
-from dtm.config.run import check_lr_schedule
+from dtm.config.optimizer import OptimizerSettings, optimizer_default
 
 
 @dataclass
-class SFTConfig:
+class SFTConfig(OptimizerSettings):
     """Settings of ``dtm sft``: the model folder (with a tokenizer and a mask token, e.g. made by ``dtm convert``)
     learns, with the masked-diffusion loss, to fill in demonstrations of text tasks rendered by its chat template."""
 
-    renamed_keys: ClassVar[dict[str, str]] = {"model": "load", "warmup": "lr_warmup", "decay": "lr_decay"}
+    renamed_keys: ClassVar[dict[str, str]] = OptimizerSettings.renamed_keys | {"model": "load"}
 
     base_model: str = setting("", "model folder to fine-tune: weights, config with a mask token, tokenizer")
     load: LoadOptions = setting(factory=LoadOptions, help="how base_model is loaded")
@@ -33,12 +33,11 @@ class SFTConfig:
     max_prompt_length: int = setting(0, "longest prompt in tokens (0 = no limit); a longer prompt is an error")
     steps: int = setting(100, "optimizer steps")
     batch_size: int = setting(8, "examples per optimizer step")
-    lr: float = setting(1e-4, "peak learning rate (AdamW)")
-    lr_min: float = setting(1e-5, "learning rate at the end of the decay")
-    lr_warmup: float = setting(0.1, "fraction of the steps with linear warmup")
-    lr_decay: float = setting(0.9, "fraction of the steps with linear decay to lr_min")
-    weight_decay: float = setting(0.0, "AdamW weight decay")
-    grad_clip: float = setting(1.0, "gradient norm clip")
+    lr: float = optimizer_default("lr", 1e-4)
+    lr_min: float = optimizer_default("lr_min", 1e-5)
+    lr_warmup: float = optimizer_default("lr_warmup", 0.1)
+    lr_decay: float = optimizer_default("lr_decay", 0.9)
+    weight_decay: float = optimizer_default("weight_decay", 0.0)
     seed: int = setting(0, "seed of the data draw, the example order and the masking")
     output_dir: str = setting("runs/sft", "run folder: config, data summary, metrics.jsonl and the model (in model/)")
     log_every: int = setting(1, "write the loss to metrics.jsonl every this many steps")
@@ -46,6 +45,7 @@ class SFTConfig:
     gradient_checkpointing: bool = setting(False, "recompute activations in the backward pass to save memory")
 
     def __post_init__(self) -> None:
+        super().__post_init__()
         check(bool(self.base_model), "base_model", "give the model folder to fine-tune")
         check(bool(self.tasks), "tasks", "give at least one text task")
         for name in self.tasks:
@@ -55,6 +55,4 @@ class SFTConfig:
         check(self.max_prompt_length >= 0, "max_prompt_length", f"must be >= 0, got {self.max_prompt_length}")
         check(self.steps > 0, "steps", f"must be positive, got {self.steps}")
         check(self.batch_size > 0, "batch_size", f"must be positive, got {self.batch_size}")
-        check_lr_schedule(self.lr, self.lr_min, self.lr_warmup, self.lr_decay)
-        check(self.grad_clip > 0, "grad_clip", f"must be positive, got {self.grad_clip}")
         check(self.log_every > 0, "log_every", f"must be positive, got {self.log_every}")

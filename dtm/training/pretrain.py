@@ -23,7 +23,7 @@ from dtm.training.accel import make_accelerator
 from dtm.training.data import TokenDataset, from_task, load_jsonl
 from dtm.training.logging import MetricsLog
 from dtm.training.run_dir import prepare_run_dir
-from dtm.training.schedule import lr_at, set_lr
+from dtm.training.schedule import adamw, lr_at, set_lr
 
 
 def pretrain(cfg: PretrainConfig, *, overwrite: bool = False, progress: bool = True) -> DiffusionLM:
@@ -57,7 +57,7 @@ def fit_masked_diffusion(
     if cfg.gradient_checkpointing:
         model.enable_gradient_checkpointing()
     accelerator = make_accelerator(mixed_precision=cfg.mixed_precision)
-    optimizer = torch.optim.AdamW(model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
+    optimizer = adamw(model.parameters(), cfg)
     model, optimizer = accelerator.prepare(model, optimizer)
     device = accelerator.device
     generator = torch.Generator(device=device).manual_seed(cfg.seed)

@@ -1,10 +1,19 @@
-"""Learning-rate schedule: linear warmup -> constant -> linear decay to ``lr_min``, restarted every phase."""
+"""The optimizer of every training command (AdamW with the settings of :class:`dtm.config.optimizer.OptimizerSettings`)
+and its learning-rate schedule: linear warmup -> constant -> linear decay to ``lr_min``, restarted every phase."""
 
 from __future__ import annotations
 
 import math
+from collections.abc import Iterable
 
 import torch
+
+from dtm.config.optimizer import OptimizerSettings
+
+
+def adamw(params: Iterable[torch.nn.Parameter], cfg: OptimizerSettings) -> torch.optim.AdamW:
+    """AdamW over ``params`` at the peak learning rate of ``cfg``, with its betas, epsilon and weight decay."""
+    return torch.optim.AdamW(params, lr=cfg.lr, betas=tuple(cfg.betas), eps=cfg.eps, weight_decay=cfg.weight_decay)
 
 
 def lr_at(step: int, total: int, lr_max: float, lr_min: float, warmup: float, decay: float) -> float:

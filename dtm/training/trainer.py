@@ -45,6 +45,7 @@ from dtm.training.buffer import ReplayBuffer
 from dtm.training.logging import MetricsLog
 from dtm.training.rewards import RewardFn, RewardScorer
 from dtm.training.run_dir import check_resume_settings, prepare_run_dir
+from dtm.training.schedule import adamw
 from dtm.training.teacher import add_lora_adapters, load_trainable_state, trainable_state
 
 logger = logging.getLogger(__name__)
@@ -216,9 +217,7 @@ class Trainer(ABC):
             model.enable_gradient_checkpointing()
         model.train()
         params = [p for p in model.parameters() if p.requires_grad]
-        optimizer = torch.optim.AdamW(
-            params, lr=cfg.lr, betas=tuple(cfg.betas), eps=cfg.eps, weight_decay=cfg.weight_decay
-        )
+        optimizer = adamw(params, cfg)
         self.student, self.optimizer = self.accelerator.prepare(model, optimizer)
         self.raw_student: DiffusionLM = self.accelerator.unwrap_model(self.student)
         self.mask_id = self.raw_student.mask_token_id
