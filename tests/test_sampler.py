@@ -12,6 +12,8 @@ import math
 import pytest
 import torch
 
+from dtm.config import ConfigError
+from dtm.config.sampling import SamplingConfig
 from dtm.diffusion.sampler import generate, steps_per_block, tokens_per_step
 from dtm.models import TinyModelConfig, build_tiny_model
 from tests.shared import chi2_stat, chi2_threshold
@@ -734,10 +736,10 @@ def test_threshold_sampling_is_seeded(tiny_model):
 @pytest.mark.parametrize(
     ("kwargs", "message"),
     [
-        ({"threshold": 0.0}, r"threshold must be in \(0, 1\]"),
-        ({"threshold": 1.5}, r"threshold must be in \(0, 1\]"),
-        ({"cache": "full"}, "cache must be"),
-        ({"cache": "dual", "cache_refresh": -1}, "cache_refresh must be >= 0"),
+        ({"threshold": 0.0}, r"threshold: must be in \(0, 1\]"),
+        ({"threshold": 1.5}, r"threshold: must be in \(0, 1\]"),
+        ({"cache": "full"}, "cache: must be"),
+        ({"cache": "dual", "cache_refresh": -1}, "cache_refresh: must be >= 0"),
         ({"cache_refresh": 2}, "needs a cache"),
         ({"cache": "dual", "cache_refresh": 3}, "does not fit the block: a block takes at most 2 rounds"),
         ({"cache": "dual", "cache_refresh": 5, "threshold": 0.9}, "at most 4 rounds"),
@@ -746,6 +748,36 @@ def test_threshold_sampling_is_seeded(tiny_model):
 def test_bad_decoding_settings_are_refused(tiny_model, kwargs, message):
     with pytest.raises(ValueError, match=message):
         generate(tiny_model, random_prompts(1, 2, 0), 8, 4, 4, mask_token_id=MASK_ID, **kwargs)
+
+
+@pytest.mark.parametrize(
+    "settings",
+    [
+        {"block_length": 3},
+        {"decode_steps": 1},
+        {"temperature": -1.0},
+        {"threshold": 0.0},
+        {"cache_refresh": 2},
+        {"cache": "dual", "cache_refresh": 3},
+    ],
+)
+def test_config_and_sampler_refuse_a_bad_decoding_with_the_same_text(tiny_model, settings):
+    """One owner of the decoding rules: a SamplingConfig and the sampler name the same key with the same message."""
+    values = {"gen_length": 8, "block_length": 4, "decode_steps": 4, "temperature": 1.0} | settings
+    with pytest.raises(ConfigError) as config_error:
+        SamplingConfig(**values)
+    kwargs = {k: values[k] for k in ("temperature", "threshold", "cache", "cache_refresh") if k in values}
+    with pytest.raises(ValueError) as sampler_error:
+        generate(
+            tiny_model,
+            random_prompts(1, 2, 0),
+            values["gen_length"],
+            values["block_length"],
+            values["decode_steps"],
+            mask_token_id=MASK_ID,
+            **kwargs,
+        )
+    assert str(config_error.value) == str(sampler_error.value).replace("steps:", "decode_steps:", 1)
 
 
 def test_decode_stats_count_what_each_row_went_through(tiny_model):

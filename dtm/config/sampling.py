@@ -1,4 +1,6 @@
-"""Settings of SAR decoding (the ``sampling`` section of training configs)."""
+"""Settings of SAR decoding (the ``sampling`` section of training configs), and the rules every decoding's settings
+meet, owned here once: :class:`SamplingConfig` reports a broken rule as a ConfigError, the sampler
+(:func:`dtm.diffusion.sampler.generate`) and the exact laws as a ValueError, with the same text."""
 
 from __future__ import annotations
 
@@ -57,45 +59,91 @@ class SamplingConfig:
     cache_refresh: int = setting(0, CACHE_REFRESH_HELP)
 
     def __post_init__(self) -> None:
-        check(self.gen_length > 0, "gen_length", f"must be positive, got {self.gen_length}")
-        check(
-            self.block_length > 0 and self.gen_length % self.block_length == 0,
-            "block_length",
-            f"must divide gen_length {self.gen_length}, got {self.block_length}",
+        problem = decoding_problem(
+            self.gen_length,
+            self.block_length,
+            self.decode_steps,
+            temperature=self.temperature,
+            remasking=self.remasking,
+            threshold=self.threshold,
+            cache=self.cache,
+            cache_refresh=self.cache_refresh,
+            steps_key="decode_steps",
         )
-        blocks = self.gen_length // max(self.block_length, 1)
-        check(
-            self.decode_steps >= blocks,
-            "decode_steps",
-            f"must be >= the number of blocks {blocks}, got {self.decode_steps}",
-        )
-        check(self.temperature >= 0, "temperature", f"must be >= 0, got {self.temperature}")
+        if problem:
+            check(False, *problem)
         check(self.decode_batch > 0, "decode_batch", f"must be positive, got {self.decode_batch}")
-        check_fast_decoding(self.threshold, self.cache_refresh, self.cache, self.block_rounds())
 
     def block_rounds(self) -> int:
         """The most rounds a block can take: its share of decode_steps, or block_length with a threshold."""
-        if self.threshold is not None:
-            return self.block_length
-        base, extra = divmod(self.decode_steps, self.gen_length // self.block_length)
-        return min(base + (extra > 0), self.block_length)
+        return max_block_rounds(self.gen_length, self.block_length, self.decode_steps, self.threshold)
 
 
-def check_fast_decoding(threshold: float | None, cache_refresh: int, cache: str, block_rounds: int) -> None:
-    """The checks of the parallel-decoding and cache keys, shared by every config that decodes."""
-    check(threshold is None or 0 < threshold <= 1, "threshold", f"must be in (0, 1], got {threshold}")
-    check(cache_refresh >= 0, "cache_refresh", f"must be >= 0, got {cache_refresh}")
-    check(
-        cache != "none" or cache_refresh == 0,
-        "cache_refresh",
-        f"{cache_refresh} needs a cache ('prefix' or 'dual'); cache is 'none'",
-    )
-    check(
-        cache_refresh <= block_rounds,
-        "cache_refresh",
-        f"{cache_refresh} does not fit the block: a block takes at most {block_rounds} rounds, so the cache would "
-        "only be refreshed at block starts (use 0 for that)",
-    )
+def max_block_rounds(gen_length: int, block_length: int, steps: int, threshold: float | None) -> int:
+    """The most rounds a block can take: its share of ``steps`` (earlier blocks take the remainder; never more
+    rounds than tokens), or ``block_length`` with a threshold (one token per round at least)."""
+    if threshold is not None:
+        return block_length
+    base, extra = divmod(steps, gen_length // block_length)
+    return min(base + (extra > 0), block_length)
+
+
+def block_problem(gen_length: int, block_length: int) -> tuple[str, str] | None:
+    """The block rule as ``(key, message)`` when broken: a positive response length, cut into whole blocks."""
+    if gen_length <= 0:
+        return "gen_length", f"must be positive, got {gen_length}"
+    if block_length <= 0 or gen_length % block_length:
+        return "block_length", f"must divide gen_length {gen_length}, got {block_length}"
+    return None
+
+
+def decoding_problem(
+    gen_length: int,
+    block_length: int,
+    steps: int,
+    *,
+    temperature: float = 0.0,
+    remasking: str = "low_confidence",
+    threshold: float | None = None,
+    cache: str = "none",
+    cache_refresh: int = 0,
+    steps_key: str = "steps",
+) -> tuple[str, str] | None:
+    """The first broken rule of a decoding's settings as ``(key, message)``, or None: whole blocks, at least one
+    round per block, a known remasking and cache, a temperature >= 0, a threshold in (0, 1], and a cache refresh
+    period that needs a cache and fits a block. ``steps_key`` names the rounds in the message (``decode_steps`` in a
+    config, ``steps`` in the sampler's arguments)."""
+    problem = block_problem(gen_length, block_length)
+    if problem:
+        return problem
+    blocks = gen_length // block_length
+    rules = [
+        (steps >= blocks, steps_key, f"must be >= the number of blocks {blocks}, got {steps}"),
+        (
+            remasking in ("low_confidence", "random"),
+            "remasking",
+            f"must be 'low_confidence' or 'random', got {remasking!r}",
+        ),
+        (temperature >= 0, "temperature", f"must be >= 0, got {temperature}"),
+        (threshold is None or 0 < threshold <= 1, "threshold", f"must be in (0, 1], got {threshold}"),
+        (cache in ("none", "prefix", "dual"), "cache", f"must be 'none', 'prefix' or 'dual', got {cache!r}"),
+        (cache_refresh >= 0, "cache_refresh", f"must be >= 0, got {cache_refresh}"),
+        (
+            cache != "none" or cache_refresh == 0,
+            "cache_refresh",
+            f"{cache_refresh} needs a cache ('prefix' or 'dual'); cache is 'none'",
+        ),
+    ]
+    for ok, key, message in rules:
+        if not ok:
+            return key, message
+    rounds = max_block_rounds(gen_length, block_length, steps, threshold)
+    if cache_refresh > rounds:
+        return "cache_refresh", (
+            f"{cache_refresh} does not fit the block: a block takes at most {rounds} rounds, so the cache would only "
+            "be refreshed at block starts (use 0 for that)"
+        )
+    return None
 
 
 def check_exact_sampler(sampling: SamplingConfig, gen_length: int) -> None:

@@ -50,6 +50,7 @@ import torch
 from transformers import DynamicCache
 
 from dtm.config.choices import KVCache, Remasking
+from dtm.config.sampling import block_problem, decoding_problem
 
 LogitsFn = Callable[..., torch.Tensor]
 Generators = torch.Generator | Sequence[torch.Generator] | None
@@ -57,33 +58,28 @@ Generators = torch.Generator | Sequence[torch.Generator] | None
 
 def steps_per_block(gen_length: int, block_length: int, steps: int) -> list[int]:
     """Spread ``steps`` over the blocks: earlier blocks get the remainder; no block gets more rounds than tokens."""
-    num_blocks = check_blocks(gen_length, block_length)
-    if steps < num_blocks:
-        raise ValueError(f"steps {steps} is fewer than the number of blocks {num_blocks} (gen_length / block_length)")
+    _raise(decoding_problem(gen_length, block_length, steps))
+    num_blocks = gen_length // block_length
     base, extra = divmod(steps, num_blocks)
     return [min(base + (k < extra), block_length) for k in range(num_blocks)]
 
 
 def check_blocks(gen_length: int, block_length: int) -> int:
     """The number of blocks; ValueError unless ``block_length`` is positive and divides ``gen_length``."""
-    if block_length <= 0 or gen_length <= 0 or gen_length % block_length:
-        raise ValueError(f"block_length {block_length} must be positive and divide gen_length {gen_length}")
+    _raise(block_problem(gen_length, block_length))
     return gen_length // block_length
+
+
+def _raise(problem: tuple[str, str] | None) -> None:
+    """A broken decoding rule of :mod:`dtm.config.sampling` as a ValueError ``key: message``."""
+    if problem:
+        raise ValueError(": ".join(problem))
 
 
 def tokens_per_step(block_length: int, steps: int) -> list[int]:
     """How many tokens each of ``steps`` rounds commits in a block: as even as possible, summing to the block."""
     base, extra = divmod(block_length, steps)
     return [base + (j < extra) for j in range(steps)]
-
-
-def max_block_rounds(gen_length: int, block_length: int, steps: int, threshold: float | None) -> int:
-    """The most rounds a block can take: its share of ``steps``, or ``block_length`` with a threshold (one token per
-    round at least)."""
-    if threshold is not None:
-        check_blocks(gen_length, block_length)
-        return block_length
-    return max(steps_per_block(gen_length, block_length, steps))
 
 
 @dataclass
@@ -268,25 +264,20 @@ def check_decoding(
     cache: str = "none",
     cache_refresh: int = 0,
 ) -> None:
-    """ValueError naming the first bad decoding setting (the same checks as :func:`generate`, without a model)."""
-    if remasking not in ("low_confidence", "random"):
-        raise ValueError(f"remasking must be 'low_confidence' or 'random', got {remasking!r}")
-    if temperature < 0:
-        raise ValueError(f"temperature must be >= 0, got {temperature}")
-    if threshold is not None and not 0 < threshold <= 1:
-        raise ValueError(f"threshold must be in (0, 1], got {threshold}")
-    if cache not in ("none", "prefix", "dual"):
-        raise ValueError(f"cache must be 'none', 'prefix' or 'dual', got {cache!r}")
-    if cache_refresh < 0:
-        raise ValueError(f"cache_refresh must be >= 0, got {cache_refresh}")
-    if cache == "none" and cache_refresh:
-        raise ValueError(f"cache_refresh {cache_refresh} needs a cache ('prefix' or 'dual'); cache is 'none'")
-    rounds = max_block_rounds(gen_length, block_length, steps, threshold)
-    if cache_refresh > rounds:
-        raise ValueError(
-            f"cache_refresh {cache_refresh} does not fit the block: a block takes at most {rounds} rounds, so the "
-            "cache would only be refreshed at block starts (use 0 for that)"
+    """ValueError naming the first bad decoding setting (the rules of
+    :func:`dtm.config.sampling.decoding_problem`, checked by :func:`generate` too), without a model."""
+    _raise(
+        decoding_problem(
+            gen_length,
+            block_length,
+            steps,
+            temperature=temperature,
+            remasking=remasking,
+            threshold=threshold,
+            cache=cache,
+            cache_refresh=cache_refresh,
         )
+    )
 
 
 def check_cache_support(model: LogitsFn, cache: KVCache) -> None:
