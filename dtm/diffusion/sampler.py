@@ -45,6 +45,7 @@ import inspect
 import math
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
+from typing import Any
 
 import torch
 from transformers import DynamicCache
@@ -253,31 +254,11 @@ def decode_logits(
     return logits.view(batch, block_length, -1), block_length
 
 
-def check_decoding(
-    gen_length: int,
-    block_length: int,
-    steps: int,
-    *,
-    temperature: float = 0.0,
-    remasking: str = "low_confidence",
-    threshold: float | None = None,
-    cache: str = "none",
-    cache_refresh: int = 0,
-) -> None:
-    """ValueError naming the first bad decoding setting (the rules of
-    :func:`dtm.config.sampling.decoding_problem`, checked by :func:`generate` too), without a model."""
-    _raise(
-        decoding_problem(
-            gen_length,
-            block_length,
-            steps,
-            temperature=temperature,
-            remasking=remasking,
-            threshold=threshold,
-            cache=cache,
-            cache_refresh=cache_refresh,
-        )
-    )
+def check_decoding(gen_length: int, block_length: int, steps: int, **settings: Any) -> None:
+    """ValueError naming the first bad decoding setting, without a model: the rules of
+    :func:`dtm.config.sampling.decoding_problem` (``settings``: its keyword arguments temperature, remasking,
+    threshold, cache and cache_refresh), which :func:`generate` checks too."""
+    _raise(decoding_problem(gen_length, block_length, steps, **settings))
 
 
 def check_cache_support(model: LogitsFn, cache: KVCache) -> None:

@@ -187,3 +187,25 @@ class TextTask:
         if len(completions) != len(examples):
             raise ValueError(f"{len(completions)} completions for {len(examples)} examples")
         return [self.reward(c, e) for c, e in zip(completions, examples, strict=True)]
+
+
+class BoxedMathTask(TextTask):
+    """A math task with one reference answer written in ``\\boxed{}`` (GSM8K, MATH500): the math instructions, the
+    question as the reasoning-style prompt, the question and a request for ``\\boxed{}`` in the chat style, the hub
+    as default source, and a reward in {0, 1} that is correct iff it is 1. A subclass says how an answer is extracted
+    and when two answers are equal (``extract_answer``, ``reward``)."""
+
+    reward_range: ClassVar[tuple[float, float]] = (0.0, 1.0)
+    default_source: ClassVar[str] = "hub"
+
+    def default_instructions(self) -> str:
+        return MATH_INSTRUCTIONS
+
+    def reasoning_prompt(self, example: TextExample) -> str:
+        return example.question
+
+    def chat_prompt(self, example: TextExample) -> str:
+        return f"{example.question}\nPut your final answer within \\boxed{{}}."
+
+    def is_correct(self, completion: str, example: TextExample | Mapping[str, Any]) -> bool:
+        return self.reward(completion, example) == 1.0

@@ -32,7 +32,7 @@ import importlib.util
 from collections.abc import Mapping
 from typing import Any, ClassVar
 
-from dtm.tasks.text.base import MATH_INSTRUCTIONS, TextExample, TextTask, as_example, get_field
+from dtm.tasks.text.base import BoxedMathTask, TextExample, as_example, get_field
 from dtm.tasks.text.extract import answer_tag, format_number, last_boxed, last_number, parse_number
 from dtm.tasks.text.files import hub_records
 
@@ -77,12 +77,10 @@ def numbers_equal(a: str | None, b: str | None) -> bool:
     return x is not None and y is not None and x == y
 
 
-class GSM8KTask(TextTask):
+class GSM8KTask(BoxedMathTask):
     """GSM8K (module docstring: data, prompts, answer extraction and reward)."""
 
     name: ClassVar[str] = "gsm8k"
-    reward_range: ClassVar[tuple[float, float]] = (0.0, 1.0)
-    default_source: ClassVar[str] = "hub"
 
     def from_record(self, record: Mapping[str, Any], where: str) -> TextExample:
         question = str(get_field(record, ("question",), where)).strip()
@@ -117,15 +115,6 @@ class GSM8KTask(TextTask):
                 out.append(self.from_record(record | {"answer": item["metadata"]["answer_cot"]}, record["id"]))
         raise ValueError(f"could not generate {n} gsm8k {split} problems from {limit} candidates")
 
-    def default_instructions(self) -> str:
-        return MATH_INSTRUCTIONS
-
-    def reasoning_prompt(self, example: TextExample) -> str:
-        return example.question
-
-    def chat_prompt(self, example: TextExample) -> str:
-        return f"{example.question}\nPut your final answer within \\boxed{{}}."
-
     def demonstration(self, example: TextExample | Mapping[str, Any], style: str | None = None) -> str:
         example = as_example(example)
         solution = str(example.meta.get("solution", ""))
@@ -140,6 +129,3 @@ class GSM8KTask(TextTask):
 
     def reward(self, completion: str, example: TextExample | Mapping[str, Any]) -> float:
         return 1.0 if numbers_equal(self.extract_answer(completion), as_example(example).answer) else 0.0
-
-    def is_correct(self, completion: str, example: TextExample | Mapping[str, Any]) -> bool:
-        return self.reward(completion, example) == 1.0

@@ -22,7 +22,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any, ClassVar
 
-from dtm.tasks.text.base import MATH_INSTRUCTIONS, TextExample, TextTask, as_example, get_field
+from dtm.tasks.text.base import BoxedMathTask, TextExample, as_example, get_field
 from dtm.tasks.text.extract import answer_tag, last_boxed
 from dtm.tasks.text.files import hub_records
 from dtm.tasks.text.math_equiv import equivalent
@@ -42,12 +42,10 @@ def extract_math_answer(text: str) -> str | None:
     return boxed if boxed is not None else tag
 
 
-class Math500Task(TextTask):
+class Math500Task(BoxedMathTask):
     """MATH500 (module docstring: data, prompts, answer extraction and reward)."""
 
     name: ClassVar[str] = "math500"
-    reward_range: ClassVar[tuple[float, float]] = (0.0, 1.0)
-    default_source: ClassVar[str] = "hub"
 
     def __init__(
         self,
@@ -76,21 +74,9 @@ class Math500Task(TextTask):
             raise ValueError(f"{HUB_PATH} has only a 'test' split (an evaluation set); train from a local file")
         return [self.from_record(record, where) for where, record in hub_records(HUB_PATH, split)]
 
-    def default_instructions(self) -> str:
-        return MATH_INSTRUCTIONS
-
-    def reasoning_prompt(self, example: TextExample) -> str:
-        return example.question
-
-    def chat_prompt(self, example: TextExample) -> str:
-        return f"{example.question}\nPut your final answer within \\boxed{{}}."
-
     def extract_answer(self, text: str) -> str | None:
         return extract_math_answer(text)
 
     def reward(self, completion: str, example: TextExample | Mapping[str, Any]) -> float:
         answer = self.extract_answer(completion)
         return 1.0 if equivalent(answer, as_example(example).answer, self.timeout) else 0.0
-
-    def is_correct(self, completion: str, example: TextExample | Mapping[str, Any]) -> bool:
-        return self.reward(completion, example) == 1.0
