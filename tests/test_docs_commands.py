@@ -40,6 +40,7 @@ NOT_RUN: dict[str, str] = {
     "dtm config show KIND": TEMPLATE,
     "dtm merge FOLDER FOLDER ... --output-dir OUT": TEMPLATE,
     "dtm export RUN_DIR OUT_DIR": TEMPLATE,
+    "dtm study compare --config docs/compare/maze64-tuning/NAME/compare.yaml": TEMPLATE,
     "dtm study maze ... rollout_decoding={threshold: 0.9}": TEMPLATE,
     ".venv/bin/dtm convert MODEL_DIR_OR_GGUF --output-dir runs/dlm": TEMPLATE,
     ".venv/bin/dtm sft --config configs/real/sft.yaml base_model=runs/dlm": "needs the folder of the template above",

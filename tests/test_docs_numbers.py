@@ -31,6 +31,9 @@ def _summary(path: Path, summarize: Callable[[list], dict]) -> dict:
     return summary
 
 
+# The tuning records of the narrow-base maze comparison (docs/compare/maze64-tuning/<name>/).
+MAZE64_TUNING = ("updates-default", "lr1.0e-3", "lr1.0e-4", "updates4", "dtm-a48", "dtm-s300", "dtm-a48-s300", "dtm-h3")
+
 # (document, results.json under docs/, the study's summary function, its table renderer)
 TABLES: list[tuple[str, str, Callable[[list], dict], Callable[[dict], str]]] = [
     ("docs/fit.md", "fit/levers/results.json", fit.summarize, fit.variant_table),
@@ -68,7 +71,15 @@ TABLES: list[tuple[str, str, Callable[[list], dict], Callable[[dict], str]]] = [
         ("docs/fit.md", "fit/schedule/results.json", fit.summarize, partial(lambda s, v: fit.phase_table(s[v]), v=v))
         for v in ("h = 3, a_end = 12", "h = 6, a_end = 24", "h = 12, a_end = 48", "h = 25, a_end = 100")
     ],
+    ("docs/compare.md", "compare/maze64/results.json", compare.summarize, compare.headline_table),
+    ("docs/compare.md", "compare/maze64/results.json", compare.summarize, compare.markdown_tables),
+    ("docs/compare.md", "compare/maze64-seeds345/results.json", compare.summarize, compare.headline_table),
+    *[
+        ("docs/compare.md", f"compare/maze64-tuning/{name}/results.json", compare.summarize, compare.headline_table)
+        for name in MAZE64_TUNING
+    ],
     ("docs/compare.md", "compare/maze/results.json", compare.summarize, compare.headline_table),
+    ("docs/compare.md", "compare/maze-all/results.json", compare.summarize, compare.headline_table),
     ("docs/compare.md", "compare/maze/results.json", compare.summarize, compare.markdown_tables),
     ("docs/compare.md", "compare/maze-baselines-lr1e-4/results.json", compare.summarize, compare.markdown_tables),
     ("docs/compare.md", "compare/maze-peers/results.json", compare.summarize, compare.headline_table),
@@ -78,7 +89,7 @@ TABLES: list[tuple[str, str, Callable[[list], dict], Callable[[dict], str]]] = [
     ("docs/compare.md", "compare/sudoku/results.json", compare.summarize, compare.markdown_tables),
     ("docs/compare.md", "compare/sudoku-peers/results.json", compare.summarize, compare.markdown_tables),
     ("README.md", "fit/maze/results.json", fit.summarize, lambda s: fit.phase_table(s["dtm"])),
-    ("README.md", "compare/maze-all/results.json", compare.summarize, compare.headline_table),
+    ("README.md", "compare/maze64/results.json", compare.summarize, compare.headline_table),
     ("README.md", "compare/sudoku-all/results.json", compare.summarize, compare.headline_table),
     ("README.md", "maze-study/results.json", maze.summarize, maze.markdown_table),
     ("docs/maze-study/rerun/report.md", "maze-study/rerun/results.json", maze.summarize, maze.markdown_table),
