@@ -41,6 +41,8 @@ NOT_RUN: dict[str, str] = {
     "dtm merge FOLDER FOLDER ... --output-dir OUT": TEMPLATE,
     "dtm export RUN_DIR OUT_DIR": TEMPLATE,
     "dtm study compare --config docs/compare/maze64-tuning/NAME/compare.yaml": TEMPLATE,
+    "dtm train method=mine": "the hypothetical method of docs/methods.md's 'Adding a method' (tests/test_methods.py)",
+    "dtm config show mine": "the hypothetical method of docs/methods.md's 'Adding a method' (tests/test_methods.py)",
     "dtm study maze ... rollout_decoding={threshold: 0.9}": TEMPLATE,
     ".venv/bin/dtm convert MODEL_DIR_OR_GGUF --output-dir runs/dlm": TEMPLATE,
     ".venv/bin/dtm sft --config configs/real/sft.yaml base_model=runs/dlm": "needs the folder of the template above",
