@@ -55,10 +55,10 @@ _API = {
 
 def _api() -> dict[str, str]:
     """Every public name -> its module: the fixed names above and each registered method's config and trainer."""
-    from dtm.methods import METHODS
+    from dtm.methods import METHODS, split_path
 
-    methods = {path.split(":")[1]: path.split(":")[0] for m in METHODS.values() for path in (m.config, m.trainer)}
-    return _API | methods
+    paths = [split_path(path) for m in METHODS.values() for path in (m.config, m.trainer)]
+    return _API | {name: module for module, name in paths}
 
 
 __all__ = sorted(_api())

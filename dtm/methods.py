@@ -47,14 +47,6 @@ class Method:
         if self.family not in FAMILIES:
             raise ValueError(f"method {self.name!r}: family must be one of {', '.join(FAMILIES)}, got {self.family!r}")
 
-    @property
-    def config_name(self) -> str:
-        return self.config.partition(":")[2]
-
-    @property
-    def trainer_name(self) -> str:
-        return self.trainer.partition(":")[2]
-
     def config_class(self) -> type[RunConfig]:
         """The config class (imports its module: configs are torch-free)."""
         return _resolve(self.config)
@@ -64,8 +56,14 @@ class Method:
         return _resolve(self.trainer)
 
 
-def _resolve(path: str) -> type:
+def split_path(path: str) -> tuple[str, str]:
+    """``(module, class name)`` of a ``module:Class`` path."""
     module, _, name = path.partition(":")
+    return module, name
+
+
+def _resolve(path: str) -> type:
+    module, name = split_path(path)
     return getattr(importlib.import_module(module), name)
 
 

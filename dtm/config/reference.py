@@ -9,13 +9,13 @@ from typing import get_type_hints
 
 from dtm.config.fields import KeyHelp, describe, markdown
 from dtm.config.loader import section_type
-from dtm.methods import METHODS
+from dtm.methods import METHODS, split_path
 
 # kind -> (module, class, what reads it).
 KINDS: dict[str, tuple[str, str, str]] = {
     "pretrain": ("dtm.config.pretrain", "PretrainConfig", "dtm pretrain"),
     "sft": ("dtm.config.sft", "SFTConfig", "dtm sft"),
-    **{m.name: (*m.config.split(":"), f"dtm train (method: {m.name})") for m in METHODS.values()},
+    **{m.name: (*split_path(m.config), f"dtm train (method: {m.name})") for m in METHODS.values()},
     "eval": ("dtm.config.evaluation", "EvalConfig", "dtm eval"),
     "sample": ("dtm.config.commands", "SampleConfig", "dtm sample"),
     "demo": ("dtm.config.commands", "DemoConfig", "dtm demo"),
