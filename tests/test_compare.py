@@ -19,6 +19,8 @@ from dtm.studies.compare import (
     base_models,
     compute_configs,
     headline_table,
+    paired_differences,
+    paired_table,
     run_compare,
     run_configs,
     summarize,
@@ -152,6 +154,27 @@ def test_summary_is_mean_and_sample_std_over_seeds_per_budget():
     assert summary["rollouts"]["dtm"]["greedy_reward"] == pytest.approx(0.7)
     assert summary["rollouts"]["dtm"]["greedy_reward_std"] == pytest.approx(statistics.stdev([0.6, 0.8, 0.7]))
     assert summary["compute"]["dtm"]["greedy_reward"] == 0.1
+
+
+def test_paired_differences_pool_the_bases_of_every_record():
+    def row(method: str, seed: int, value: float, budget: str = "rollouts") -> dict:
+        keys = ("greedy_reward", "distinct_correct", "sampled_reward")
+        return {"budget": budget, "method": method, "seed": seed} | dict.fromkeys(keys, value)
+
+    records = {
+        "a": [row("dtm", 0, 0.7), row("grpo", 0, 0.6), row("dtm", 1, 0.5), row("grpo", 1, 0.8), row("dtm", 0, 9, "x")],
+        "b": [row("grpo", 0, 0.4), row("dtm", 0, 0.7), row("spg", 0, 0.0)],
+    }
+    summary = paired_differences(records, "dtm", "grpo")
+    diffs = [0.7 - 0.6, 0.5 - 0.8, 0.7 - 0.4]
+    for key in ("greedy_reward", "distinct_correct", "sampled_reward"):
+        assert summary[key]["mean"] == pytest.approx(sum(diffs) / 3)
+        assert summary[key]["std"] == pytest.approx(statistics.stdev(diffs))
+        assert (summary[key]["bases"], summary[key]["ahead"]) == (3, 2)
+    table = paired_table(summary, "dtm", "grpo")
+    assert "| greedy reward | 3 | 0.033 ± 0.306 | 2 |" in table
+    with pytest.raises(ValueError, match="b: dtm and grpo must share their seeds"):
+        paired_differences({"b": [*records["b"][:1], row("dtm", 1, 0.3)]}, "dtm", "grpo")
 
 
 def test_headline_table_puts_both_budgets_side_by_side():

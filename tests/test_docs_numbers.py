@@ -33,6 +33,8 @@ def _summary(path: Path, summarize: Callable[[list], dict]) -> dict:
 
 # The tuning records of the narrow-base maze comparison (docs/compare/maze64-tuning/<name>/).
 MAZE64_TUNING = ("updates-default", "lr1.0e-3", "lr1.0e-4", "updates4", "dtm-a48", "dtm-s300", "dtm-a48-s300", "dtm-h3")
+# The second tuning round, on the bases of the rerun (docs/compare/maze64-rerun-tuning/<name>/).
+MAZE64_RERUN_TUNING = ("dtm-norm", "dtm-lr5.0e-4", "lr5.0e-4", "updates8")
 
 # (document, results.json under docs/, the study's summary function, its table renderer)
 TABLES: list[tuple[str, str, Callable[[list], dict], Callable[[dict], str]]] = [
@@ -74,6 +76,11 @@ TABLES: list[tuple[str, str, Callable[[list], dict], Callable[[dict], str]]] = [
     ("docs/compare.md", "compare/maze64/results.json", compare.summarize, compare.headline_table),
     ("docs/compare.md", "compare/maze64/results.json", compare.summarize, compare.markdown_tables),
     ("docs/compare.md", "compare/maze64-seeds345/results.json", compare.summarize, compare.headline_table),
+    ("docs/compare.md", "compare/maze64-rerun/results.json", compare.summarize, compare.headline_table),
+    *[
+        ("docs/compare.md", f"compare/maze64-rerun-tuning/{n}/results.json", compare.summarize, compare.headline_table)
+        for n in MAZE64_RERUN_TUNING
+    ],
     *[
         ("docs/compare.md", f"compare/maze64-tuning/{name}/results.json", compare.summarize, compare.headline_table)
         for name in MAZE64_TUNING
@@ -123,11 +130,33 @@ TABLES: list[tuple[str, str, Callable[[list], dict], Callable[[dict], str]]] = [
 ]
 
 
+# Paired differences pooled over comparison records with bases pretrained apart:
+# (document, the records under docs/, method, the method it is paired with).
+MAZE64_BASES = ("compare/maze64", "compare/maze64-seeds345", "compare/maze64-rerun")
+POOLED = [
+    ("docs/compare.md", MAZE64_BASES, "dtm", "diffu_grpo"),
+    ("README.md", MAZE64_BASES, "dtm", "diffu_grpo"),
+]
+
+
+def _pooled_table(records: tuple[str, ...], method: str, other: str) -> str:
+    rows = {name: json.loads((DOCS / name / "results.json").read_text())["runs"] for name in records}
+    return compare.paired_table(compare.paired_differences(rows, method, other), method, other)
+
+
 def _rendered() -> dict[str, list[str]]:
     out: dict[str, list[str]] = {}
     for doc, results, summarize, render in TABLES:
         out.setdefault(doc, []).append(render(_summary(DOCS / results, summarize)))
+    for doc, records, method, other in POOLED:
+        out.setdefault(doc, []).append(_pooled_table(records, method, other))
     return out
+
+
+@pytest.mark.parametrize(("doc", "records", "method", "other"), POOLED, ids=[p[0] for p in POOLED])
+def test_pooled_paired_tables_are_regenerated_from_their_runs(doc, records, method, other):
+    table = _pooled_table(records, method, other)
+    assert table in (ROOT / doc).read_text(), f"{doc} does not hold the paired table of {records} (stale or edited?)"
 
 
 @pytest.mark.parametrize(("doc", "results", "summarize", "render"), TABLES, ids=[f"{t[0]}:{t[1]}" for t in TABLES])
@@ -136,7 +165,7 @@ def test_tables_are_regenerated_from_their_runs(doc, results, summarize, render)
     assert table in (ROOT / doc).read_text(), f"{doc} does not hold the table of docs/{results} (stale or edited?)"
 
 
-@pytest.mark.parametrize("doc", sorted({t[0] for t in TABLES}))
+@pytest.mark.parametrize("doc", sorted({t[0] for t in TABLES} | {p[0] for p in POOLED}))
 def test_every_quoted_mean_and_std_comes_from_a_table(doc):
     """A number quoted in the text must appear in a regenerated table (of this document or of one it summarises)."""
     tables = "\n".join(table for doc_tables in _rendered().values() for table in doc_tables)

@@ -297,6 +297,52 @@ def headline_table(summary: dict[str, dict[str, dict[str, Any]]]) -> str:
     return "\n".join(lines)
 
 
+PAIRED = (
+    ("greedy_reward", "greedy reward"),
+    ("distinct_correct", "distinct correct"),
+    ("sampled_reward", "sampled reward"),
+)
+
+
+def paired_differences(
+    records: dict[str, list[dict[str, Any]]], method: str, other: str, budget: str = "rollouts"
+) -> dict[str, dict[str, Any]]:
+    """``method`` minus ``other`` per base model, pooled over comparison records (name -> rows of its results.json).
+
+    A base model is one seed of one record; records whose bases were pretrained apart (other seeds, another machine)
+    are independent draws, so the differences d_b = m_b - o_b of all bases are pooled: per metric of :data:`PAIRED`,
+    their mean, sample std, number of bases and the number with d_b > 0. Pairing by base removes the part of the
+    spread that the two methods share (a weak base lowers both)."""
+    summary: dict[str, dict[str, Any]] = {}
+    for key, _ in PAIRED:
+        diffs = []
+        for name, rows in records.items():
+            by_method: dict[str, dict[int, float]] = {}
+            for row in rows:
+                if row["budget"] == budget and row["method"] in (method, other):
+                    by_method.setdefault(row["method"], {})[row["seed"]] = float(row[key])
+            if set(by_method.get(method, {})) != set(by_method.get(other, {})) or not by_method.get(method):
+                raise ValueError(f"{name}: {method} and {other} must share their seeds at budget {budget!r}")
+            diffs += [value - by_method[other][seed] for seed, value in sorted(by_method[method].items())]
+        summary[key] = {
+            "mean": statistics.fmean(diffs),
+            "std": statistics.stdev(diffs) if len(diffs) > 1 else 0.0,
+            "bases": len(diffs),
+            "ahead": sum(d > 0 for d in diffs),
+        }
+    return summary
+
+
+def paired_table(summary: dict[str, dict[str, Any]], method: str, other: str) -> str:
+    """The pooled differences of :func:`paired_differences` as a markdown table."""
+    header = f"| metric | bases | {method} - {other} (mean ± std) | bases where {method} is ahead |"
+    lines = [header, "|---|---|---|---|"]
+    for key, title in PAIRED:
+        entry = summary[key]
+        lines.append(f"| {title} | {entry['bases']} | {entry['mean']:.3f} ± {entry['std']:.3f} | {entry['ahead']} |")
+    return "\n".join(lines)
+
+
 def _mean_std(mean: float, std: float, key: str) -> str:
     if key == "compute_tokens":
         return f"{mean / 1e6:.1f} ± {std / 1e6:.1f}"
