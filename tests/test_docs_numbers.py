@@ -159,6 +159,34 @@ def test_pooled_paired_tables_are_regenerated_from_their_runs(doc, records, meth
     assert table in (ROOT / doc).read_text(), f"{doc} does not hold the paired table of {records} (stale or edited?)"
 
 
+def test_rerun_and_pooled_distances_are_recomputed():
+    """docs/compare.md and the README say how far the rerun's means land from the record's (in the record's stds)
+    and how far the pooled paired means are from zero (in standard errors, std / sqrt(bases)); recompute them."""
+    record, rerun = (
+        _summary(DOCS / "compare" / name / "results.json", compare.summarize)["rollouts"]
+        for name in ("maze64", "maze64-rerun")
+    )
+    compare_md = " ".join((DOCS / "compare.md").read_text().split())
+    readme = " ".join((ROOT / "README.md").read_text().split())
+    distances = [
+        (record[m]["greedy_reward"] - rerun[m]["greedy_reward"]) / record[m]["greedy_reward_std"]
+        for m in ("dtm", "diffu_grpo")
+    ]
+    assert f"lands {distances[0]:.1f} recorded stds below the record's" in compare_md
+    assert f"lands {distances[1]:.1f} recorded stds below its record's" in compare_md
+    rows = {name: json.loads((DOCS / name / "results.json").read_text())["runs"] for name in MAZE64_BASES}
+    paired = compare.paired_differences(rows, "dtm", "diffu_grpo")
+    greedy, distinct, sampled = (
+        abs(paired[key]["mean"]) / (paired[key]["std"] / paired[key]["bases"] ** 0.5)
+        for key in ("greedy_reward", "distinct_correct", "sampled_reward")
+    )
+    assert f"the mean is {greedy:.1f} standard errors, std / 3, from zero" in compare_md
+    assert f"5 of 9; {distinct:.1f} standard errors)" in compare_md
+    assert f"ahead on 8 of 9, {sampled:.1f} standard errors from zero" in compare_md
+    assert f"(a mean {sampled:.1f} standard errors above zero)" in readme
+    assert paired["greedy_reward"]["bases"] == 9
+
+
 @pytest.mark.parametrize(("doc", "results", "summarize", "render"), TABLES, ids=[f"{t[0]}:{t[1]}" for t in TABLES])
 def test_tables_are_regenerated_from_their_runs(doc, results, summarize, render):
     table = render(_summary(DOCS / results, summarize))

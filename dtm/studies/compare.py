@@ -313,17 +313,18 @@ def paired_differences(
     are independent draws, so the differences d_b = m_b - o_b of all bases are pooled: per metric of :data:`PAIRED`,
     their mean, sample std, number of bases and the number with d_b > 0. Pairing by base removes the part of the
     spread that the two methods share (a weak base lowers both)."""
+    pairs: list[tuple[dict[str, Any], dict[str, Any]]] = []
+    for name, rows in records.items():
+        by_seed: dict[str, dict[int, dict[str, Any]]] = {method: {}, other: {}}
+        for row in rows:
+            if row["budget"] == budget and row["method"] in by_seed:
+                by_seed[row["method"]][row["seed"]] = row
+        if not by_seed[method] or set(by_seed[method]) != set(by_seed[other]):
+            raise ValueError(f"{name}: {method} and {other} must share their seeds at budget {budget!r}")
+        pairs += [(by_seed[method][seed], by_seed[other][seed]) for seed in sorted(by_seed[method])]
     summary: dict[str, dict[str, Any]] = {}
     for key, _ in PAIRED:
-        diffs = []
-        for name, rows in records.items():
-            by_method: dict[str, dict[int, float]] = {}
-            for row in rows:
-                if row["budget"] == budget and row["method"] in (method, other):
-                    by_method.setdefault(row["method"], {})[row["seed"]] = float(row[key])
-            if set(by_method.get(method, {})) != set(by_method.get(other, {})) or not by_method.get(method):
-                raise ValueError(f"{name}: {method} and {other} must share their seeds at budget {budget!r}")
-            diffs += [value - by_method[other][seed] for seed, value in sorted(by_method[method].items())]
+        diffs = [float(mine[key]) - float(theirs[key]) for mine, theirs in pairs]
         summary[key] = {
             "mean": statistics.fmean(diffs),
             "std": statistics.stdev(diffs) if len(diffs) > 1 else 0.0,
